@@ -1,0 +1,169 @@
+//! The Okta credential: where it comes from (Secrets Manager) and the one small type that
+//! holds it ([`TokenSource`]).
+//!
+//! The secret is read once per cold start, during init. Its value lives only inside a
+//! `SecretString`, which cannot be printed, and leaves it only as a header value marked
+//! sensitive. Errors name the secret id, never its content.
+
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use reqwest::header::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The secret read is bounded: a cold start must fail clearly, not hang.
+pub const SECRET_READ_TIMEOUT: Duration = Duration::from_secs(4);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("could not read secret {secret_id}: {reason}")]
+    Unreadable { secret_id: String, reason: String },
+    #[error("reading secret {secret_id} timed out after {}s", SECRET_READ_TIMEOUT.as_secs())]
+    TimedOut { secret_id: String },
+    #[error("secret {secret_id} has no SecretString (binary secrets are not supported)")]
+    NotAString { secret_id: String },
+    #[error("secret {secret_id} does not hold an Okta API token: {reason}")]
+    Malformed {
+        secret_id: String,
+        reason: &'static str,
+    },
+}
+
+/// The Okta credential that authorizes our calls. Today an API token (`SSWS`); it is the
+/// one place that will learn to refresh itself (rotation, OAuth 2.0 access tokens).
+pub struct TokenSource {
+    api_token: SecretString,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSource(***)")
+    }
+}
+
+/// The JSON form of the secret. Unknown keys are ignored: later credential types add some.
+#[derive(Deserialize)]
+struct SecretJson {
+    #[serde(rename = "apiToken")]
+    api_token: Option<String>,
+}
+
+impl TokenSource {
+    /// Parses a `SecretString`: the bare token, or `{"apiToken":"..."}`. Trimmed.
+    pub fn from_secret_string(raw: &str) -> Result<Self, &'static str> {
+        let raw = raw.trim();
+        let token = if raw.starts_with('{') {
+            let parsed: SecretJson = serde_json::from_str(raw)
+                .map_err(|_| "JSON secret is not an object with a string apiToken")?;
+            parsed.api_token.ok_or("JSON secret has no apiToken")?
+        } else {
+            raw.to_owned()
+        };
+        let token = token.trim();
+        if token.is_empty() {
+            return Err("the token is empty");
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token has characters a token cannot have");
+        }
+        Ok(Self {
+            api_token: SecretString::from(token),
+        })
+    }
+
+    /// The `Authorization` header value, marked sensitive so HTTP crates do not log it.
+    pub fn authorization(&self) -> HeaderValue {
+        let mut value = HeaderValue::try_from(format!("SSWS {}", self.api_token.expose_secret()))
+            .expect("token characters were checked when it was loaded");
+        value.set_sensitive(true);
+        value
+    }
+}
+
+/// Reads the credential from AWS Secrets Manager.
+pub struct SecretsManagerSource {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+}
+
+impl SecretsManagerSource {
+    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            secret_id: secret_id.into(),
+        }
+    }
+
+    pub async fn fetch(&self) -> Result<TokenSource, CredentialError> {
+        let secret_id = self.secret_id.clone();
+        let call = self.client.get_secret_value().secret_id(&secret_id).send();
+        let output = tokio::time::timeout(SECRET_READ_TIMEOUT, call)
+            .await
+            .map_err(|_| CredentialError::TimedOut {
+                secret_id: secret_id.clone(),
+            })?
+            .map_err(|err| CredentialError::Unreadable {
+                secret_id: secret_id.clone(),
+                reason: DisplayErrorContext(&err).to_string(),
+            })?;
+        let raw = output
+            .secret_string()
+            .ok_or_else(|| CredentialError::NotAString {
+                secret_id: secret_id.clone(),
+            })?;
+        TokenSource::from_secret_string(raw)
+            .map_err(|reason| CredentialError::Malformed { secret_id, reason })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(raw: &str) -> String {
+        TokenSource::from_secret_string(raw)
+            .unwrap()
+            .authorization()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn bare_and_json_tokens_are_trimmed() {
+        assert_eq!(header("00abcDEF-123_x"), "SSWS 00abcDEF-123_x");
+        assert_eq!(header("  00abc\n"), "SSWS 00abc");
+        assert_eq!(header(r#"{"apiToken":" 00abc "}"#), "SSWS 00abc");
+        assert_eq!(
+            header(r#" {"apiToken":"00abc","clientId":"0oa1","privateKey":"..."}"#),
+            "SSWS 00abc",
+            "unknown keys are ignored"
+        );
+    }
+
+    #[test]
+    fn unusable_secrets_are_refused() {
+        for raw in [
+            "",
+            "   ",
+            r#"{"clientId":"x"}"#,
+            r#"{"apiToken":""}"#,
+            r#"{"apiToken":5}"#,
+            "{not json",
+            "two words",
+            "tok\u{e9}n",
+        ] {
+            assert!(TokenSource::from_secret_string(raw).is_err(), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn the_token_cannot_be_printed() {
+        let source = TokenSource::from_secret_string("00SuperSecretToken").unwrap();
+        assert_eq!(format!("{source:?}"), "TokenSource(***)");
+        let value = source.authorization();
+        assert!(value.is_sensitive());
+        assert!(!format!("{value:?}").contains("SuperSecret"));
+    }
+}

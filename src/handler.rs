@@ -1,0 +1,186 @@
+//! The HTTP handler: one API Gateway event in, one response out, one log line written.
+//!
+//! [`App::handle`] is the request's whole path, top to bottom:
+//! route -> method -> body size -> media type -> validate -> (guard) -> Okta -> answer.
+
+use std::time::Instant;
+
+use lambda_http::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use lambda_http::http::{Method, Response, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt};
+use serde::Serialize;
+
+use crate::okta::{OktaClient, OktaError, OktaMeta};
+use crate::problem::ApiError;
+use crate::request::{Destination, ResendRequest};
+
+/// The only route this function serves.
+pub const ROUTE: &str = "/factors/resend";
+/// Largest accepted request body, counted on the decoded bytes.
+pub const MAX_BODY_BYTES: usize = 4 * 1024;
+
+/// Everything a request needs, built once per cold start (see [`crate::init`]).
+pub struct App {
+    okta: OktaClient,
+}
+
+/// What the request's summary log line reports.
+#[derive(Default)]
+struct Summary {
+    user_id: Option<String>,
+    factor_type: Option<&'static str>,
+    destination: Option<String>,
+    okta: OktaMeta,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Sent<'a> {
+    status: &'static str,
+    factor_id: &'a str,
+    factor_type: &'static str,
+    retry_after_seconds: u64,
+}
+
+impl App {
+    pub fn new(okta: OktaClient) -> Self {
+        Self { okta }
+    }
+
+    /// Answers one API Gateway event (HTTP API v2 or REST v1). Never fails: every error
+    /// becomes a problem response.
+    pub async fn handle(&self, event: Request) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = event
+            .lambda_context_ref()
+            .map(|c| c.request_id.clone())
+            .unwrap_or_default();
+        let mut summary = Summary::default();
+
+        let (response, outcome) = match self.resend(&event, &mut summary).await {
+            Ok(request) => (sent_response(&request), "sent"),
+            Err(err) => {
+                if let ApiError::Okta(OktaError::CredentialRejected { status }) = err {
+                    tracing::error!(
+                        event = "okta_credential_rejected",
+                        request_id = %request_id,
+                        okta_status = status,
+                        okta_request_id = summary.okta.request_id.as_deref(),
+                        "Okta rejected the API token: check or rotate the secret named by OKTA_SECRET_ID"
+                    );
+                }
+                let problem = err.problem();
+                let code = problem.code;
+                (problem.into_response(&request_id), code)
+            }
+        };
+
+        tracing::info!(
+            request_id = %request_id,
+            apigw_request_id = apigw_request_id(&event),
+            user_id = summary.user_id.as_deref(),
+            factor_type = summary.factor_type,
+            destination = summary.destination.as_deref(),
+            outcome,
+            status = response.status().as_u16(),
+            okta_status = summary.okta.status,
+            okta_error_code = summary.okta.error_code.as_deref(),
+            okta_request_id = summary.okta.request_id.as_deref(),
+            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "resend"
+        );
+        response
+    }
+
+    async fn resend(
+        &self,
+        event: &Request,
+        summary: &mut Summary,
+    ) -> Result<ResendRequest, ApiError> {
+        if route_path(event) != ROUTE {
+            return Err(ApiError::NotFound);
+        }
+        if event.method() != Method::POST {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let body: &[u8] = event.body();
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        if !is_json(event) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let request = ResendRequest::from_json(body)?;
+        summary.user_id = Some(request.user_id().to_string());
+        summary.factor_type = Some(request.factor_type().as_str());
+        summary.destination = Some(match request.destination() {
+            Destination::Sms { phone } | Destination::Call { phone, .. } => phone.to_string(),
+            Destination::Email { email } => email.to_string(),
+        });
+
+        // "May this request go to Okta?" belongs here, as its own step, once there is a
+        // shared cooldown and daily cap (issue: DynamoDB-backed guard).
+
+        let reply = self.okta.resend(&request).await;
+        summary.okta = reply.meta;
+        reply.result?;
+        Ok(request)
+    }
+}
+
+fn sent_response(request: &ResendRequest) -> Response<Body> {
+    let factor_type = request.factor_type();
+    let body = Sent {
+        status: "sent",
+        factor_id: request.factor_id().as_str(),
+        factor_type: factor_type.as_str(),
+        retry_after_seconds: factor_type.cooldown_seconds(),
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/json")
+        .header(CACHE_CONTROL, "no-store")
+        .body(Body::from(
+            serde_json::to_string(&body).expect("serializes"),
+        ))
+        .expect("status and headers are valid")
+}
+
+/// The resource path without any API Gateway stage prefix. HTTP API v2 puts a named
+/// stage in `rawPath`; REST v1's `path` has none, but strip it there too in case a custom
+/// domain mapping adds it.
+fn route_path(event: &Request) -> &str {
+    let path = event.raw_http_path();
+    let stage = match event.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.as_deref(),
+        _ => None,
+    };
+    match stage {
+        Some(stage) if stage != "$default" && !stage.is_empty() => path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(stage))
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path),
+        _ => path,
+    }
+}
+
+/// `application/json`, case-insensitive, parameters (charset) allowed.
+fn is_json(event: &Request) -> bool {
+    event
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn apigw_request_id(event: &Request) -> Option<&str> {
+    match event.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.as_deref(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.as_deref(),
+        _ => None,
+    }
+}

@@ -1,0 +1,467 @@
+//! The Okta client: one call, `POST /api/v1/users/{userId}/factors/{factorId}/resend`.
+//!
+//! It takes only a validated [`ResendRequest`], never retries (a retry can send a second
+//! SMS), reads at most 64 KiB of Okta's answer, and turns that answer into [`OktaError`]
+//! by Okta's `errorCode`, falling back to the HTTP status only when there is no known code.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE, HeaderMap};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::OrgUrl;
+use crate::credential::TokenSource;
+use crate::request::{Destination, ResendRequest};
+
+/// Okta's answer is never read past this many bytes.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Used for `Retry-After` when Okta's rate-limit headers cannot be trusted.
+const DEFAULT_RATE_LIMIT_WAIT: u64 = 60;
+
+/// What went wrong with the call to Okta. Each variant maps to one problem response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OktaError {
+    #[error("Okta does not know this user or factor")]
+    NotFound,
+    #[error("Okta refused the request as invalid")]
+    Rejected,
+    #[error("Okta throttled this factor; retry after {retry_after_seconds} s")]
+    ResendTooSoon { retry_after_seconds: u64 },
+    #[error("Okta's 24-hour limit for this factor is reached")]
+    DailyLimitReached,
+    #[error("Okta's org rate limit is reached; retry after {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
+    #[error("Okta rejected our credential (HTTP {status})")]
+    CredentialRejected { status: u16 },
+    #[error("Okta failed: {reason}")]
+    Upstream { reason: &'static str },
+    #[error("Okta did not answer in time")]
+    Timeout,
+}
+
+/// What we learned about Okta's answer, for the request's log line. Never holds Okta's
+/// error text (it can quote the phone number).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OktaMeta {
+    pub status: Option<u16>,
+    pub error_code: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// The result of one resend call, with what was learned along the way.
+#[derive(Debug)]
+pub struct OktaReply {
+    pub meta: OktaMeta,
+    pub result: Result<(), OktaError>,
+}
+
+/// The Okta client. Built once per cold start and shared by every request.
+pub struct OktaClient {
+    http: reqwest::Client,
+    org_url: OrgUrl,
+    token: TokenSource,
+}
+
+impl OktaClient {
+    /// `timeout` bounds the whole call (connect, request and reading the answer).
+    pub fn new(
+        org_url: OrgUrl,
+        token: TokenSource,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("okta-resend/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .build()?;
+        Ok(Self {
+            http,
+            org_url,
+            token,
+        })
+    }
+
+    /// Asks Okta to send the code again. Makes exactly one HTTP request.
+    /// The client's timeout bounds the whole exchange, reading the answer included.
+    pub async fn resend(&self, request: &ResendRequest) -> OktaReply {
+        let url = format!(
+            "{}/api/v1/users/{}/factors/{}/resend",
+            self.org_url.as_str(),
+            request.user_id(),
+            request.factor_id()
+        );
+        let sent = self
+            .http
+            .post(url)
+            .header(AUTHORIZATION, self.token.authorization())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/json")
+            .body(resend_body(request).to_string())
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(err) => {
+                return OktaReply {
+                    meta: OktaMeta::default(),
+                    result: Err(transport_error(&err)),
+                };
+            }
+        };
+
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut meta = OktaMeta {
+            status: Some(status.as_u16()),
+            error_code: None,
+            request_id: header_str(&headers, "x-okta-request-id").map(str::to_owned),
+        };
+        if status.is_success() {
+            // The code went out; what Okta says about the factor (or a body we cannot
+            // read) does not change that. Draining it lets the connection be reused.
+            let _ = read_limited(&mut response).await;
+            return OktaReply {
+                meta,
+                result: Ok(()),
+            };
+        }
+
+        let body = match read_limited(&mut response).await {
+            Ok(body) => body,
+            Err(err) => {
+                return OktaReply {
+                    meta,
+                    result: Err(transport_error(&err)),
+                };
+            }
+        };
+        meta.error_code = serde_json::from_slice::<ErrorBody>(&body)
+            .ok()
+            .and_then(|b| b.error_code);
+        let result = Err(classify(
+            status,
+            meta.error_code.as_deref(),
+            &headers,
+            SystemTime::now(),
+        ));
+        OktaReply { meta, result }
+    }
+}
+
+/// The request body Okta's spec gives for each factor type.
+fn resend_body(request: &ResendRequest) -> serde_json::Value {
+    let factor_type = request.factor_type().as_str();
+    let profile = match request.destination() {
+        Destination::Sms { phone } => json!({ "phoneNumber": phone.expose() }),
+        Destination::Call {
+            phone,
+            extension: None,
+        } => json!({ "phoneNumber": phone.expose() }),
+        Destination::Call {
+            phone,
+            extension: Some(ext),
+        } => json!({ "phoneNumber": phone.expose(), "phoneExtension": ext.expose() }),
+        Destination::Email { email } => json!({ "email": email.expose() }),
+    };
+    json!({ "factorType": factor_type, "provider": "OKTA", "profile": profile })
+}
+
+/// Only the field we decide on. Everything else in Okta's error body (its summary text
+/// and causes in particular) is ignored.
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "errorCode")]
+    error_code: Option<String>,
+}
+
+/// Maps a non-2xx answer. `errorCode` decides; the status only when the code is unknown.
+fn classify(
+    status: StatusCode,
+    code: Option<&str>,
+    headers: &HeaderMap,
+    now: SystemTime,
+) -> OktaError {
+    match code {
+        Some("E0000007") => OktaError::NotFound,
+        Some("E0000001" | "E0000003") => OktaError::Rejected,
+        Some("E0000109" | "E0000133") => OktaError::ResendTooSoon {
+            retry_after_seconds: 30,
+        },
+        Some("E0000118") => OktaError::ResendTooSoon {
+            retry_after_seconds: 5,
+        },
+        Some("E0000146" | "E0000147") => OktaError::DailyLimitReached,
+        Some("E0000047") => OktaError::RateLimited {
+            retry_after_seconds: rate_limit_wait(headers, now),
+        },
+        Some("E0000011" | "E0000006") => OktaError::CredentialRejected {
+            status: status.as_u16(),
+        },
+        _ => match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => OktaError::CredentialRejected {
+                status: status.as_u16(),
+            },
+            StatusCode::TOO_MANY_REQUESTS => OktaError::RateLimited {
+                retry_after_seconds: rate_limit_wait(headers, now),
+            },
+            s if s.is_redirection() => OktaError::Upstream { reason: "redirect" },
+            s if s.is_server_error() => OktaError::Upstream {
+                reason: "server error",
+            },
+            _ => OktaError::Upstream {
+                reason: "unexpected answer",
+            },
+        },
+    }
+}
+
+/// `X-Rate-Limit-Reset` (epoch seconds) minus Okta's `Date` (our clock when it is
+/// missing) plus one second, clamped to 1..=60; 60 when the reset header is missing,
+/// repeated or unparseable.
+fn rate_limit_wait(headers: &HeaderMap, now: SystemTime) -> u64 {
+    let mut resets = headers.get_all("x-rate-limit-reset").iter();
+    let reset = match (resets.next(), resets.next()) {
+        (Some(value), None) => value
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok()),
+        _ => None,
+    };
+    let Some(reset) = reset else {
+        return DEFAULT_RATE_LIMIT_WAIT;
+    };
+    let okta_now = header_str(headers, DATE.as_str())
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .unwrap_or(now);
+    let now_secs = okta_now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    reset
+        .saturating_sub(now_secs)
+        .saturating_add(1)
+        .clamp(1, DEFAULT_RATE_LIMIT_WAIT)
+}
+
+fn transport_error(err: &reqwest::Error) -> OktaError {
+    if err.is_timeout() {
+        OktaError::Timeout
+    } else {
+        OktaError::Upstream {
+            reason: "connection failed",
+        }
+    }
+}
+
+async fn read_limited(response: &mut reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_RESPONSE_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_RESPONSE_BYTES {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn error_codes_decide_whatever_the_status() {
+        let none = HeaderMap::new();
+        let now = at(0);
+        let cases = [
+            (404, "E0000007", OktaError::NotFound),
+            (400, "E0000001", OktaError::Rejected),
+            (400, "E0000003", OktaError::Rejected),
+            (
+                429,
+                "E0000109",
+                OktaError::ResendTooSoon {
+                    retry_after_seconds: 30,
+                },
+            ),
+            (
+                429,
+                "E0000133",
+                OktaError::ResendTooSoon {
+                    retry_after_seconds: 30,
+                },
+            ),
+            (
+                429,
+                "E0000118",
+                OktaError::ResendTooSoon {
+                    retry_after_seconds: 5,
+                },
+            ),
+            (429, "E0000146", OktaError::DailyLimitReached),
+            (403, "E0000146", OktaError::DailyLimitReached),
+            (403, "E0000147", OktaError::DailyLimitReached),
+            (
+                429,
+                "E0000047",
+                OktaError::RateLimited {
+                    retry_after_seconds: 60,
+                },
+            ),
+            (
+                401,
+                "E0000011",
+                OktaError::CredentialRejected { status: 401 },
+            ),
+            (
+                403,
+                "E0000006",
+                OktaError::CredentialRejected { status: 403 },
+            ),
+            // A known code on an unusual status still decides.
+            (400, "E0000007", OktaError::NotFound),
+        ];
+        for (status, code, want) in cases {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(
+                classify(status, Some(code), &none, now),
+                want,
+                "{status} {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_decides_without_a_known_code() {
+        let none = HeaderMap::new();
+        let now = at(0);
+        let cases = [
+            (
+                500,
+                None,
+                OktaError::Upstream {
+                    reason: "server error",
+                },
+            ),
+            (
+                503,
+                Some("E0000009"),
+                OktaError::Upstream {
+                    reason: "server error",
+                },
+            ),
+            (
+                400,
+                Some("E0000999"),
+                OktaError::Upstream {
+                    reason: "unexpected answer",
+                },
+            ),
+            (
+                404,
+                None,
+                OktaError::Upstream {
+                    reason: "unexpected answer",
+                },
+            ),
+            (302, None, OktaError::Upstream { reason: "redirect" }),
+            (401, None, OktaError::CredentialRejected { status: 401 }),
+            (
+                403,
+                Some("E0000068"),
+                OktaError::CredentialRejected { status: 403 },
+            ),
+            (
+                429,
+                None,
+                OktaError::RateLimited {
+                    retry_after_seconds: 60,
+                },
+            ),
+        ];
+        for (status, code, want) in cases {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(
+                classify(status, code, &none, now),
+                want,
+                "{status} {code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rate_limit_wait_uses_okta_date_then_local_clock() {
+        // Date: Sun, 29 Nov 2026 22:00:00 GMT = 1795989600
+        let date = "Sun, 29 Nov 2026 22:00:00 GMT";
+        let okta_now = 1_795_989_600;
+        let h = headers(&[("x-rate-limit-reset", "1795989610"), ("date", date)]);
+        assert_eq!(
+            rate_limit_wait(&h, at(0)),
+            11,
+            "Okta's Date wins over our clock"
+        );
+        let h = headers(&[("x-rate-limit-reset", &(okta_now + 10).to_string())]);
+        assert_eq!(
+            rate_limit_wait(&h, at(okta_now)),
+            11,
+            "local clock without Date"
+        );
+        let h = headers(&[
+            ("x-rate-limit-reset", &(okta_now - 100).to_string()),
+            ("date", date),
+        ]);
+        assert_eq!(
+            rate_limit_wait(&h, at(0)),
+            1,
+            "reset in the past clamps to 1"
+        );
+        let h = headers(&[
+            ("x-rate-limit-reset", &(okta_now + 600).to_string()),
+            ("date", date),
+        ]);
+        assert_eq!(rate_limit_wait(&h, at(0)), 60, "far reset clamps to 60");
+        let h = headers(&[("x-rate-limit-reset", "1795989610"), ("date", "yesterday")]);
+        assert_eq!(
+            rate_limit_wait(&h, at(okta_now)),
+            11,
+            "bad Date falls back to our clock"
+        );
+    }
+
+    #[test]
+    fn rate_limit_wait_is_60_when_reset_is_missing_repeated_or_garbage() {
+        let now = at(1_795_989_600);
+        for h in [
+            headers(&[]),
+            headers(&[
+                ("x-rate-limit-reset", "1795989610"),
+                ("x-rate-limit-reset", "1795989610"),
+            ]),
+            headers(&[("x-rate-limit-reset", "1795989610, 1795989620")]),
+            headers(&[("x-rate-limit-reset", "soon")]),
+            headers(&[("x-rate-limit-reset", "-5")]),
+            headers(&[("x-rate-limit-reset", "")]),
+        ] {
+            assert_eq!(rate_limit_wait(&h, now), 60, "{h:?}");
+        }
+    }
+}
