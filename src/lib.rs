@@ -33,11 +33,21 @@ pub enum InitError {
 
 /// All cold-start work, in one place: AWS config, the credential read, the Okta client.
 pub async fn init(config: &Config) -> Result<App, InitError> {
-    // The SDK shares the process's one TLS stack (rustls + ring).
+    init_with(config, &aws_sdk_config().await).await
+}
+
+/// The AWS SDK configuration from the environment (region, credentials,
+/// `AWS_ENDPOINT_URL`), on the process's one TLS stack (rustls + ring).
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    aws_sdk_config_loader().load().await
+}
+
+/// The loader behind [`aws_sdk_config`], for callers (tests) that override some settings.
+pub fn aws_sdk_config_loader() -> aws_config::ConfigLoader {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
-    let sdk_config = aws_config::defaults(BehaviorVersion::latest())
+    aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
         .timeout_config(
             TimeoutConfig::builder()
@@ -45,10 +55,15 @@ pub async fn init(config: &Config) -> Result<App, InitError> {
                 .operation_timeout(SECRET_READ_TIMEOUT)
                 .build(),
         )
-        .load()
-        .await;
+}
+
+/// [`init`] with a given AWS SDK configuration.
+pub async fn init_with(
+    config: &Config,
+    sdk_config: &aws_config::SdkConfig,
+) -> Result<App, InitError> {
     let secrets = SecretsManagerSource::new(
-        aws_sdk_secretsmanager::Client::new(&sdk_config),
+        aws_sdk_secretsmanager::Client::new(sdk_config),
         config.secret_id.clone(),
     );
     let token = secrets.fetch().await?;

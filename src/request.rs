@@ -291,7 +291,7 @@ impl ResendRequest {
 
         if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(ValidationError::InvalidRequest {
-                field: unknown.clone(),
+                field: echoable_field_name(unknown),
             });
         }
 
@@ -320,6 +320,19 @@ impl ResendRequest {
             Destination::Call { .. } => FactorType::Call,
             Destination::Email { .. } => FactorType::Email,
         }
+    }
+}
+
+/// An unknown field's name is echoed back only when it looks like a field name: a key
+/// can be anything (an address, a number, 4 KiB of text) and the problem must not
+/// reflect it.
+fn echoable_field_name(name: &str) -> String {
+    let identifier = (1..=40).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if identifier {
+        name.to_owned()
+    } else {
+        "(unknown field)".to_owned()
     }
 }
 
@@ -547,6 +560,26 @@ mod tests {
         ];
         for (body, name) in cases {
             assert_eq!(parse(body.clone()), Err(field(name)), "{body}");
+        }
+    }
+
+    #[test]
+    fn unknown_field_names_are_echoed_only_when_they_look_like_names() {
+        let with = |key: &str| {
+            let mut body =
+                json!({"userId": USER, "factorId": FACTOR, "phoneNumber": "+15554151337"});
+            body[key] = json!(1);
+            parse(body)
+        };
+        assert_eq!(with("template_Id2"), Err(field("template_Id2")));
+        for key in [
+            "jane@example.com",
+            "+15554151337 ",
+            &"k".repeat(41),
+            "",
+            "ü",
+        ] {
+            assert_eq!(with(key), Err(field("(unknown field)")), "{key:?}");
         }
     }
 

@@ -1,0 +1,196 @@
+//! Shared test harness: the moto server (real Secrets Manager wire protocol), API Gateway
+//! sample events, and an `App` wired to a given Okta URL.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_config::Region;
+use aws_sdk_secretsmanager::config::Credentials;
+use lambda_http::http::Response;
+use lambda_http::{Body, Context, Request, RequestExt};
+use okta_resend::credential::TokenSource;
+use okta_resend::okta::OktaClient;
+use okta_resend::{App, Config};
+
+pub const TOKEN: &str = "00TestApiToken-a1b2c3d4e5f6g7h8i9j0";
+pub const USER: &str = "00ub0oNGTSWTBKOLGLNR";
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A moto server: the one `make test` started (`MOTO_ENDPOINT`), or one of our own,
+/// killed on drop. A missing moto fails the test; it never skips it.
+pub struct Moto {
+    pub endpoint: String,
+    child: Option<Child>,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
+            return Self {
+                endpoint,
+                child: None,
+            };
+        }
+        let program = std::env::var_os("MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".venv/bin/moto_server"));
+        assert!(
+            program.exists(),
+            "moto_server not found at {}: run `make test` (it installs moto into .venv)",
+            program.display()
+        );
+        let port = free_port();
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+        };
+        wait_for_port(port, Duration::from_secs(15));
+        moto
+    }
+
+    /// An SDK config aimed at this moto, with dummy credentials.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        okta_resend::aws_sdk_config_loader()
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .load()
+            .await
+    }
+
+    /// Creates a secret with a name unique to this test and returns the name.
+    pub async fn create_secret(&self, prefix: &str, value: &str) -> String {
+        let name = unique(prefix);
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)
+            .create_secret()
+            .name(&name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create secret in moto");
+        name
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+pub fn wait_for_port(port: u16, deadline: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < deadline,
+            "nothing listens on 127.0.0.1:{port} after {deadline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A name no other test (or earlier run against the same moto) uses.
+pub fn unique(prefix: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An `App` talking to Okta at `org_url` with [`TOKEN`], without Secrets Manager.
+pub fn app(org_url: &str, timeout: Duration) -> App {
+    let config = Config::from_lookup(|name| match name {
+        "OKTA_ORG_URL" => Some(org_url.to_owned()),
+        "OKTA_SECRET_ID" => Some("unused".to_owned()),
+        "OKTA_TIMEOUT_MS" => Some(timeout.as_millis().to_string()),
+        _ => None,
+    })
+    .expect("test config");
+    let token = TokenSource::from_secret_string(TOKEN).unwrap();
+    App::new(OktaClient::new(config.org_url, token, config.okta_timeout).unwrap())
+}
+
+/// A sample event from `events/`, as the runtime would hand it over, with a Lambda
+/// request id.
+pub fn event(name: &str) -> Request {
+    let path = repo_root().join("events").join(name);
+    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    parse_event(&json)
+}
+
+pub fn parse_event(json: &str) -> Request {
+    let mut context = Context::default();
+    context.request_id = "lambda-req-0001".to_owned();
+    lambda_http::request::from_str(json)
+        .expect("valid API Gateway event")
+        .with_lambda_context(context)
+}
+
+/// A v2 event for `POST /factors/resend` with the given body.
+pub fn resend_event(body: &serde_json::Value) -> Request {
+    let mut event: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("events/apigw-v2-sms.json")).unwrap(),
+    )
+    .unwrap();
+    event["body"] = serde_json::Value::String(body.to_string());
+    parse_event(&event.to_string())
+}
+
+pub fn json_body(response: &Response<Body>) -> serde_json::Value {
+    serde_json::from_slice(response.body()).unwrap_or_else(|e| {
+        panic!(
+            "body is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(response.body())
+        )
+    })
+}
+
+/// The manifest in `events/`: what each sample event must answer.
+#[derive(serde::Deserialize)]
+pub struct Manifest {
+    pub cases: Vec<Case>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct Case {
+    pub event: String,
+    pub status: u16,
+    pub code: String,
+    pub what: String,
+}
+
+pub fn manifest() -> Manifest {
+    serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("events/manifest.json")).unwrap(),
+    )
+    .expect("events/manifest.json")
+}

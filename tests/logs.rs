@@ -1,0 +1,218 @@
+//! What okta-resend writes to its logs, captured from every thread at TRACE (the AWS SDK,
+//! hyper, reqwest and rustls included) through init and a series of requests: one JSON
+//! summary line per request, an ERROR line when Okta rejects the credential, and never
+//! the token, a full phone number or a full email address, in logs or problem bodies.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::{Moto, TOKEN, USER, json_body, resend_event};
+use serde_json::{Value, json};
+use tracing_subscriber::fmt::MakeWriter;
+use wiremock::matchers::path_regex;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+const PHONE_DIGITS: &str = "5554151337";
+const EMAIL: &str = "jane.doe@example.com";
+
+fn okta_error(status: u16, code: &str) -> ResponseTemplate {
+    // Okta's summaries can quote the number and address: they must not reach our logs.
+    ResponseTemplate::new(status)
+        .insert_header("x-okta-request-id", format!("okta-{code}").as_str())
+        .set_body_json(json!({"errorCode": code,
+            "errorSummary": format!("Invalid phone +1{PHONE_DIGITS} for {EMAIL}"),
+            "errorCauses": [{"errorSummary": format!("+1{PHONE_DIGITS}")}]}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_problems_never_carry_secrets_or_personal_data() {
+    let capture = Capture::default();
+    let filter = okta_resend::logging::filter(Some("TRACE"), None);
+    tracing::subscriber::set_global_default(okta_resend::logging::subscriber(
+        filter,
+        capture.clone(),
+    ))
+    .expect("first subscriber in this process");
+
+    let moto = Moto::start();
+    let secret_id = moto
+        .create_secret("okta-resend/logs", &json!({"apiToken": TOKEN}).to_string())
+        .await;
+    let okta = MockServer::start().await;
+    for (user_prefix, template) in [
+        (
+            "00uok",
+            ResponseTemplate::new(200).set_body_json(
+                json!({"profile": {"phoneNumber": format!("+1{PHONE_DIGITS}"), "email": EMAIL}}),
+            ),
+        ),
+        ("00ure", okta_error(400, "E0000001")),
+        ("00ucr", okta_error(401, "E0000011")),
+    ] {
+        Mock::given(path_regex(format!("^/api/v1/users/{user_prefix}")))
+            .respond_with(template)
+            .mount(&okta)
+            .await;
+    }
+    let config = okta_resend::Config::from_lookup(|name| match name {
+        "OKTA_ORG_URL" => Some(okta.uri()),
+        "OKTA_SECRET_ID" => Some(secret_id.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let app = okta_resend::init_with(&config, &moto.sdk_config().await)
+        .await
+        .expect("init");
+
+    let phone = "+1 (555) 415-1337";
+    let requests = [
+        (
+            json!({"userId": "00uokAAAAAAAAAAAAAAA", "factorId": "sms2gt8gzgEBPUWBIFHN", "phoneNumber": phone}),
+            200,
+        ),
+        (
+            json!({"userId": "00uokAAAAAAAAAAAAAAA", "factorId": "clf1nz9JHJGHWRKMTLHP", "factorType": "call",
+            "phoneNumber": phone, "phoneExtension": "4321"}),
+            200,
+        ),
+        (
+            json!({"userId": "00uokAAAAAAAAAAAAAAA", "factorId": "emf1nz9JHJGHWRKMTLHQ", "factorType": "email", "email": EMAIL}),
+            200,
+        ),
+        (
+            json!({"userId": "00ureAAAAAAAAAAAAAAA", "factorId": "sms2gt8gzgEBPUWBIFHN", "phoneNumber": phone}),
+            422,
+        ),
+        (
+            json!({"userId": "00ucrAAAAAAAAAAAAAAA", "factorId": "sms2gt8gzgEBPUWBIFHN", "phoneNumber": phone}),
+            502,
+        ),
+        (
+            json!({"userId": USER, "factorId": "sms2gt8gzgEBPUWBIFHN", "phoneNumber": format!("{phone} x")}),
+            400,
+        ),
+        (
+            json!({"userId": USER, "factorId": "emf1nz9JHJGHWRKMTLHQ", "factorType": "email", "email": format!("{EMAIL} ")}),
+            400,
+        ),
+        (
+            json!({"userId": USER, "factorId": "sms2gt8gzgEBPUWBIFHN", "phoneNumber": phone, EMAIL: PHONE_DIGITS}),
+            400,
+        ),
+    ];
+    let mut problems = String::new();
+    for (body, status) in &requests {
+        let response = app.handle(resend_event(body)).await;
+        assert_eq!(response.status().as_u16(), *status, "{body}");
+        problems.push_str(&json_body(&response).to_string());
+    }
+    drop(app);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+
+    // The capture really saw the HTTP and AWS crates at TRACE, from more than one thread.
+    for target in [
+        "aws_smithy_runtime",
+        "aws_sdk_secretsmanager",
+        "hyper_util",
+        "hyper",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["target"].as_str().is_some_and(|t| t.starts_with(target))),
+            "no {target} lines captured"
+        );
+    }
+
+    for (haystack, what) in [(&logs, "logs"), (&problems, "problem bodies")] {
+        for needle in [
+            TOKEN,
+            "TestApiToken",
+            PHONE_DIGITS,
+            "415-1337",
+            "jane.doe",
+            "4321\"",
+        ] {
+            assert!(!haystack.contains(needle), "{what} contain {needle:?}");
+        }
+    }
+
+    let summaries: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "resend" && l["level"] == "INFO")
+        .collect();
+    assert_eq!(
+        summaries.len(),
+        requests.len(),
+        "one summary line per request"
+    );
+    let outcomes: Vec<&str> = summaries
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "sent",
+            "sent",
+            "sent",
+            "rejected_by_okta",
+            "upstream_error",
+            "invalid_phone_number",
+            "invalid_email",
+            "invalid_request"
+        ]
+    );
+    let first = summaries[0];
+    assert_eq!(first["request_id"], "lambda-req-0001");
+    assert_eq!(first["apigw_request_id"], "apigw-apigw-v2-sms");
+    assert_eq!(first["user_id"], "00uokAAAAAAAAAAAAAAA");
+    assert_eq!(first["factor_type"], "sms");
+    assert_eq!(first["destination"], "+***37");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["okta_status"], 200);
+    assert!(first["duration_ms"].is_u64());
+    assert_eq!(summaries[2]["destination"], "***@example.com");
+    assert_eq!(summaries[3]["okta_error_code"], "E0000001");
+    assert_eq!(summaries[3]["okta_request_id"], "okta-E0000001");
+
+    let errors: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["level"] == "ERROR"
+                && l["target"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("okta_resend"))
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["event"], "okta_credential_rejected");
+    assert_eq!(errors[0]["okta_status"], 401);
+}
