@@ -28,8 +28,19 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## Every test. moto (Secrets Manager) is started once for the run and always stopped.
+## Every test: unit and integration tests (moto started once for the run and always
+## stopped), then the end-to-end run through the real Lambda runtime (make demo).
 test: tools lint
 	MOTO_SERVER=$(BIN)/moto_server scripts/with-moto.sh cargo nextest run --workspace --no-fail-fast
+	$(MAKE) --no-print-directory demo
 
 -include mk/*.mk
+
+.PHONY: dev demo
+## The whole function locally: moto + Okta sandbox + cargo lambda watch, until Ctrl-C.
+dev: tools
+	$(BIN)/python scripts/stack.py dev
+
+## Brings the stack up, checks every sample event and a few HTTP calls, brings it down.
+demo: tools
+	$(BIN)/python scripts/stack.py demo

@@ -1,0 +1,70 @@
+//! A local stand-in for Okta's UserFactor API, for tests only: resend, get and activate a
+//! factor, with Okta's error bodies, rate-limit headers, per-factor cooldowns and fault
+//! switches chosen by the user id. See README.md for the reserved ids.
+
+mod faults;
+mod routes;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tower_service::Service;
+
+pub use faults::Fault;
+pub use state::{Config, SEED_CALL, SEED_EMAIL, SEED_SMS, SEED_USER};
+
+use faults::DropConnection;
+
+/// The sandbox's routes with fresh state. Serve it with [`serve`] for the `drop` fault to
+/// close connections; any other server works for everything else.
+pub fn app(config: Config) -> Router {
+    routes::router(Arc::new(state::Sandbox::new(config)))
+}
+
+/// Serves a fresh sandbox on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()> {
+    let app = app(config);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of file descriptors and the like: wait and go on.
+                eprintln!("okta-sandbox: accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let drop_signal = Arc::new(Notify::new());
+            let signal = drop_signal.clone();
+            let service = hyper::service::service_fn(move |mut req| {
+                req.extensions_mut().insert(DropConnection(signal.clone()));
+                app.clone().call(req)
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service);
+            // Dropping the connection closes the socket without writing anything more.
+            tokio::select! {
+                _ = conn => {}
+                () = drop_signal.notified() => {}
+            }
+        });
+    }
+}
+
+/// The one line printed on stdout at start-up, keys in a fixed order:
+/// `{"event":"listening","url":…,"user":…,"factors":{"sms":…,"call":…,"email":…}}`.
+pub fn listening_line(url: &str) -> String {
+    format!(
+        r#"{{"event":"listening","url":{},"user":"{SEED_USER}","factors":{{"sms":"{SEED_SMS}","call":"{SEED_CALL}","email":"{SEED_EMAIL}"}}}}"#,
+        serde_json::Value::from(url)
+    )
+}

@@ -1,0 +1,380 @@
+//! The HTTP surface: Okta's three UserFactor endpoints behind an envelope that does what
+//! every Okta answer does (rate limit, auth, headers), plus the `/sandbox/` control routes.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{AUTHORIZATION, DATE, HOST};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::faults::Fault;
+use crate::state::{Factor, Kind, SEED_USER, Sandbox, Status, known_user, unique_id};
+
+type Shared = Arc<Sandbox>;
+
+pub fn router(sandbox: Shared) -> Router {
+    let api = Router::new()
+        .route("/api/v1/users/{uid}/factors/{fid}", get(get_factor))
+        .route("/api/v1/users/{uid}/factors/{fid}/resend", post(resend))
+        .route(
+            "/api/v1/users/{uid}/factors/{fid}/lifecycle/activate",
+            post(activate),
+        )
+        .fallback(|| async { okta_error("E0000007", &["Resource not found"]) })
+        .layer(from_fn_with_state(sandbox.clone(), envelope));
+    Router::new()
+        .route(
+            "/sandbox/health",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .route("/sandbox/factors/{fid}", get(inspect))
+        .route("/sandbox/reset", post(reset))
+        .merge(api)
+        .with_state(sandbox)
+}
+
+/// Okta's status and summary for an error code; unknown codes are a 400.
+pub fn describe(code: &str) -> (StatusCode, &'static str) {
+    let (status, summary) = match code {
+        "E0000001" => (400, "Api validation failed: factor"),
+        "E0000003" => (400, "The request body was not well-formed."),
+        "E0000006" => (
+            403,
+            "You do not have permission to perform the requested action",
+        ),
+        "E0000007" => (404, "Not found: Resource not found"),
+        "E0000009" => (500, "Internal Server Error"),
+        "E0000011" => (401, "Invalid token provided"),
+        "E0000047" => (
+            429,
+            "API call exceeded rate limit due to too many requests.",
+        ),
+        "E0000068" => (403, "Invalid Passcode/Answer"),
+        "E0000109" => (
+            429,
+            "An SMS message was recently sent. Please wait 30 seconds before trying again.",
+        ),
+        "E0000133" => (
+            429,
+            "A phone call was recently made. Please wait 30 seconds before trying again.",
+        ),
+        "E0000118" => (
+            429,
+            "An email was recently sent. Please wait 5 seconds before trying again.",
+        ),
+        "E0000146" => (429, "Your SMS limit for the day has been exceeded."),
+        "E0000147" => (429, "Your voice call limit for the day has been exceeded."),
+        _ => (400, "The sandbox was asked for this error."),
+    };
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        summary,
+    )
+}
+
+/// An error in Okta's shape, with Okta's status for the code.
+pub fn okta_error(code: &str, causes: &[&str]) -> Response {
+    let (status, summary) = describe(code);
+    okta_error_with(status, code, summary, causes)
+}
+
+pub fn okta_error_with(status: StatusCode, code: &str, summary: &str, causes: &[&str]) -> Response {
+    let causes: Vec<Value> = causes
+        .iter()
+        .map(|c| json!({ "errorSummary": c }))
+        .collect();
+    let body = json!({
+        "errorCode": code,
+        "errorSummary": summary,
+        "errorLink": code,
+        "errorId": unique_id("oae"),
+        "errorCauses": causes,
+    });
+    (status, Json(body)).into_response()
+}
+
+/// Every API request: counted against the org rate limit, authenticated, possibly
+/// faulted by its user id, and answered with Okta's headers.
+async fn envelope(State(sandbox): State<Shared>, req: Request, next: Next) -> Response {
+    let rate = sandbox.count_request();
+    let line = format!("{} {}", req.method(), req.uri().path());
+    let expected = format!("SSWS {}", sandbox.config.token);
+    let authorized = req
+        .headers()
+        .get(AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+    let mut response = if rate.exceeded {
+        okta_error("E0000047", &[])
+    } else if !authorized {
+        okta_error("E0000011", &[])
+    } else if let Some(fault) = Fault::for_path(req.uri().path()) {
+        fault.apply(&sandbox, req, next).await
+    } else {
+        next.run(req).await
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-rate-limit-limit", rate.limit.to_string()),
+        ("x-rate-limit-remaining", rate.remaining.to_string()),
+        ("x-rate-limit-reset", rate.reset.to_string()),
+    ] {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_str(&value).expect("digits"));
+    }
+    if let Ok(id) = HeaderValue::from_str(&unique_id("sbx")) {
+        headers.insert("x-okta-request-id", id);
+    }
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())) {
+        headers.entry(DATE).or_insert(date);
+    }
+    if sandbox.config.verbose {
+        eprintln!("okta-sandbox: {line} -> {}", response.status().as_u16());
+    }
+    response
+}
+
+/// The factor's type, or the cause of Okta's 404 for an unknown user or factor.
+fn lookup(user_id: &str, factor_id: &str) -> Result<Kind, String> {
+    if !known_user(user_id) {
+        return Err(format!("Resource not found: {user_id} (User)"));
+    }
+    Kind::of_factor_id(factor_id)
+        .ok_or_else(|| format!("Resource not found: {factor_id} (UserFactor)"))
+}
+
+async fn get_factor(
+    State(sandbox): State<Shared>,
+    Path((uid, fid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let kind = match lookup(&uid, &fid) {
+        Ok(kind) => kind,
+        Err(cause) => return okta_error("E0000007", &[&cause]),
+    };
+    let base = base_url(&headers);
+    sandbox.with_factor(&uid, &fid, kind, |f| {
+        Json(factor_json(&base, &uid, &fid, f)).into_response()
+    })
+}
+
+async fn resend(
+    State(sandbox): State<Shared>,
+    Path((uid, fid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let kind = match lookup(&uid, &fid) {
+        Ok(kind) => kind,
+        Err(cause) => return okta_error("E0000007", &[&cause]),
+    };
+    let Ok(received) = serde_json::from_slice::<Value>(&body) else {
+        return okta_error("E0000003", &[]);
+    };
+    let profile = validate_resend(kind, &received);
+    let cooldown = sandbox.cooldown(kind);
+    let code = sandbox.next_code();
+    let base = base_url(&headers);
+    let now = Instant::now();
+    sandbox.with_factor(&uid, &fid, kind, |f| {
+        f.resend_requests += 1;
+        f.last_request = Some(received);
+        let profile = match profile {
+            Ok(profile) => profile,
+            Err(cause) => return okta_error("E0000001", &[&cause]),
+        };
+        if f.status == Status::Active {
+            return okta_error("E0000001", &["factor: the factor is already active"]);
+        }
+        if f.activation_locked(now) {
+            return okta_error("E0000047", &["activation attempts exceeded"]);
+        }
+        if f.last_sent
+            .is_some_and(|t| now.duration_since(t) < cooldown)
+        {
+            return okta_error(kind.throttle_code(), &[]);
+        }
+        f.sent += 1;
+        f.last_sent = Some(now);
+        f.code = code;
+        f.profile = profile;
+        f.last_updated = SystemTime::now();
+        Json(factor_json(&base, &uid, &fid, f)).into_response()
+    })
+}
+
+/// The profile to store, or the cause of Okta's E0000001.
+fn validate_resend(kind: Kind, body: &Value) -> Result<Value, String> {
+    let body = body.as_object().ok_or("body: must be a JSON object")?;
+    if body.get("factorType").and_then(Value::as_str) != Some(kind.as_str()) {
+        return Err(format!(
+            "factorType: must be {} for this factor",
+            kind.as_str()
+        ));
+    }
+    if body.get("provider").is_some_and(|p| p != "OKTA") {
+        return Err("provider: must be OKTA".into());
+    }
+    let profile = body
+        .get("profile")
+        .and_then(Value::as_object)
+        .ok_or("profile: required")?;
+    let mut out = Map::new();
+    if kind == Kind::Email {
+        let email = profile.get("email").and_then(Value::as_str);
+        let email = email
+            .filter(|e| is_email(e))
+            .ok_or("email: invalid email")?;
+        out.insert("email".into(), email.into());
+        return Ok(Value::Object(out));
+    }
+    let phone = profile.get("phoneNumber").and_then(Value::as_str);
+    let phone = phone
+        .filter(|p| is_e164(p))
+        .ok_or("phoneNumber: Invalid Phone Number.")?;
+    out.insert("phoneNumber".into(), phone.into());
+    if kind == Kind::Call {
+        match profile.get("phoneExtension") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(ext)) if ext.len() <= 15 => {
+                out.insert("phoneExtension".into(), ext.as_str().into());
+            }
+            Some(_) => return Err("phoneExtension: at most 15 characters".into()),
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// `^\+[1-9]\d{1,14}$` and the spec's `maxLength: 15`.
+fn is_e164(phone: &str) -> bool {
+    let Some(digits) = phone.strip_prefix('+') else {
+        return false;
+    };
+    phone.len() <= 15
+        && digits.len() >= 2
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// `local@domain.tld`, no spaces, at most 100 characters (the spec's maxLength).
+fn is_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= 100
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+async fn activate(
+    State(sandbox): State<Shared>,
+    Path((uid, fid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let kind = match lookup(&uid, &fid) {
+        Ok(kind) => kind,
+        Err(cause) => return okta_error("E0000007", &[&cause]),
+    };
+    let Ok(received) = serde_json::from_slice::<Value>(&body) else {
+        return okta_error("E0000003", &[]);
+    };
+    let pass_code = received.get("passCode").and_then(Value::as_str);
+    let base = base_url(&headers);
+    let now = Instant::now();
+    sandbox.with_factor(&uid, &fid, kind, |f| {
+        if f.status == Status::Active {
+            return okta_error("E0000001", &["factor: the factor is already active"]);
+        }
+        f.activation_attempts.push(now);
+        if f.activation_locked(now) {
+            return okta_error("E0000047", &["activation attempts exceeded"]);
+        }
+        match pass_code {
+            None => okta_error("E0000001", &["passCode: required"]),
+            Some(code) if code != f.code => okta_error("E0000068", &[]),
+            Some(_) => {
+                f.status = Status::Active;
+                f.last_updated = SystemTime::now();
+                Json(factor_json(&base, &uid, &fid, f)).into_response()
+            }
+        }
+    })
+}
+
+/// The factor as Okta shows it; `_links.resend` is an array, as in Okta's examples.
+fn factor_json(base: &str, uid: &str, fid: &str, f: &Factor) -> Value {
+    let user = format!("{base}/api/v1/users/{uid}");
+    let this = format!("{user}/factors/{fid}");
+    let link = |href: String, method: &str| json!({ "href": href, "hints": { "allow": [method] } });
+    let mut links = Map::new();
+    if f.status == Status::PendingActivation {
+        links.insert(
+            "activate".into(),
+            link(format!("{this}/lifecycle/activate"), "POST"),
+        );
+        let mut resend = link(format!("{this}/resend"), "POST");
+        resend["name"] = f.kind.as_str().into();
+        links.insert("resend".into(), json!([resend]));
+    } else {
+        links.insert("verify".into(), link(format!("{this}/verify"), "POST"));
+    }
+    links.insert("self".into(), link(this.clone(), "GET"));
+    links.insert("user".into(), link(user, "GET"));
+    json!({
+        "id": fid,
+        "factorType": f.kind.as_str(),
+        "provider": "OKTA",
+        "vendorName": "OKTA",
+        "status": f.status.as_str(),
+        "created": humantime::format_rfc3339_millis(f.created).to_string(),
+        "lastUpdated": humantime::format_rfc3339_millis(f.last_updated).to_string(),
+        "profile": f.profile,
+        "_links": links,
+    })
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    format!("http://{}", host.unwrap_or("127.0.0.1"))
+}
+
+#[derive(Deserialize)]
+struct Inspect {
+    #[serde(rename = "userId")]
+    user_id: Option<String>,
+}
+
+async fn inspect(
+    State(sandbox): State<Shared>,
+    Path(fid): Path<String>,
+    Query(q): Query<Inspect>,
+) -> Response {
+    let uid = q.user_id.unwrap_or_else(|| SEED_USER.to_owned());
+    match sandbox.snapshot(&uid, &fid) {
+        Some(state) => Json(state).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no request has reached this factor" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn reset(State(sandbox): State<Shared>) -> StatusCode {
+    sandbox.reset();
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,706 @@
+//! The sandbox over real HTTP: each test serves its own instance on 127.0.0.1:0.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use okta_sandbox::{Config, SEED_CALL, SEED_EMAIL, SEED_SMS, SEED_USER};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-123";
+
+struct Sandbox {
+    base: String,
+    http: Client,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start(config: Config) -> Sandbox {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(okta_sandbox::serve(listener, config));
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    Sandbox { base, http, task }
+}
+
+async fn default_sandbox() -> Sandbox {
+    start(Config::new(TOKEN)).await
+}
+
+fn sms_body(phone: &str) -> Value {
+    json!({"factorType": "sms", "provider": "OKTA", "profile": {"phoneNumber": phone}})
+}
+
+fn body_for(fid: &str) -> Value {
+    match &fid[..3] {
+        "sms" => sms_body("+15551234567"),
+        "clf" => json!({"factorType": "call", "provider": "OKTA",
+                        "profile": {"phoneNumber": "+15551234567", "phoneExtension": "1234"}}),
+        _ => {
+            json!({"factorType": "email", "provider": "OKTA", "profile": {"email": "a@example.com"}})
+        }
+    }
+}
+
+impl Sandbox {
+    fn url(&self, uid: &str, fid: &str, rest: &str) -> String {
+        format!("{}/api/v1/users/{uid}/factors/{fid}{rest}", self.base)
+    }
+
+    async fn post(&self, uid: &str, fid: &str, rest: &str, body: &str) -> Response {
+        self.http
+            .post(self.url(uid, fid, rest))
+            .header("Authorization", format!("SSWS {TOKEN}"))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn resend(&self, uid: &str, fid: &str, body: &Value) -> Response {
+        self.post(uid, fid, "/resend", &body.to_string()).await
+    }
+
+    async fn activate(&self, uid: &str, fid: &str, code: &str) -> Response {
+        let body = json!({ "passCode": code }).to_string();
+        self.post(uid, fid, "/lifecycle/activate", &body).await
+    }
+
+    async fn state(&self, uid: &str, fid: &str) -> Response {
+        let url = format!("{}/sandbox/factors/{fid}?userId={uid}", self.base);
+        self.http.get(url).send().await.unwrap()
+    }
+}
+
+/// The status and Okta errorCode of an error answer.
+async fn error_of(response: Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    for key in ["errorSummary", "errorLink", "errorId", "errorCauses"] {
+        assert!(body.get(key).is_some(), "{key} missing in {body}");
+    }
+    (status, body["errorCode"].as_str().unwrap().to_owned())
+}
+
+fn header(response: &Response, name: &str) -> String {
+    response.headers()[name].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn resend_answers_the_factor_with_okta_headers_and_a_resend_array() {
+    let sb = default_sandbox().await;
+    let response = sb
+        .resend(SEED_USER, SEED_SMS, &sms_body("+15551234567"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for name in [
+        "x-rate-limit-limit",
+        "x-rate-limit-remaining",
+        "x-rate-limit-reset",
+    ] {
+        header(&response, name).parse::<u64>().unwrap();
+    }
+    assert_eq!(header(&response, "x-rate-limit-limit"), "600");
+    assert_eq!(header(&response, "x-rate-limit-remaining"), "599");
+    assert!(httpdate::parse_http_date(&header(&response, "date")).is_ok());
+    assert!(!header(&response, "x-okta-request-id").is_empty());
+    let factor: Value = response.json().await.unwrap();
+    assert_eq!(factor["id"], SEED_SMS);
+    assert_eq!(factor["factorType"], "sms");
+    assert_eq!(factor["provider"], "OKTA");
+    assert_eq!(factor["vendorName"], "OKTA");
+    assert_eq!(factor["status"], "PENDING_ACTIVATION");
+    assert_eq!(factor["profile"], json!({"phoneNumber": "+15551234567"}));
+    assert!(factor["created"].as_str().unwrap().ends_with('Z'));
+    assert!(factor["lastUpdated"].as_str().unwrap().ends_with('Z'));
+    let links = &factor["_links"];
+    let resend = links["resend"].as_array().expect("resend is an array");
+    assert_eq!(resend.len(), 1);
+    assert_eq!(resend[0]["name"], "sms");
+    assert_eq!(
+        resend[0]["href"],
+        sb.url(SEED_USER, SEED_SMS, "/resend").as_str()
+    );
+    assert_eq!(resend[0]["hints"]["allow"], json!(["POST"]));
+    assert!(
+        links["activate"]["href"]
+            .as_str()
+            .unwrap()
+            .ends_with("/lifecycle/activate")
+    );
+    assert_eq!(
+        links["self"]["href"],
+        sb.url(SEED_USER, SEED_SMS, "").as_str()
+    );
+    assert!(links["user"]["href"].as_str().unwrap().ends_with(SEED_USER));
+
+    let state: Value = sb.state(SEED_USER, SEED_SMS).await.json().await.unwrap();
+    assert_eq!(state["sent"], 1);
+    assert_eq!(state["status"], "PENDING_ACTIVATION");
+    assert_eq!(state["code"].as_str().unwrap().len(), 6);
+    assert_eq!(state["lastRequest"], sms_body("+15551234567"));
+}
+
+#[tokio::test]
+async fn call_and_email_factors_echo_their_profiles() {
+    let sb = default_sandbox().await;
+    for (fid, profile) in [
+        (
+            SEED_CALL,
+            json!({"phoneNumber": "+15551234567", "phoneExtension": "1234"}),
+        ),
+        (SEED_EMAIL, json!({"email": "a@example.com"})),
+    ] {
+        let response = sb.resend(SEED_USER, fid, &body_for(fid)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{fid}");
+        let factor: Value = response.json().await.unwrap();
+        assert_eq!(factor["profile"], profile);
+    }
+    let call = json!({"factorType": "call", "provider": "OKTA", "profile": {"phoneNumber": "+442071234567"}});
+    let response = sb.resend(SEED_USER, "clfOtherCallFactor01", &call).await;
+    assert_eq!(response.status(), StatusCode::OK, "extension is optional");
+}
+
+#[tokio::test]
+async fn token_is_checked_before_anything_else() {
+    let sb = default_sandbox().await;
+    let url = sb.url(SEED_USER, SEED_SMS, "/resend");
+    let body = sms_body("+15551234567").to_string();
+    for auth in [
+        None,
+        Some("SSWS wrong"),
+        Some("Bearer test-token-123"),
+        Some("SSWS test-token-1234"),
+    ] {
+        let mut request = sb.http.post(&url).body(body.clone());
+        if let Some(auth) = auth {
+            request = request.header("Authorization", auth);
+        }
+        let response = request.send().await.unwrap();
+        assert!(response.headers().contains_key("x-okta-request-id"));
+        assert_eq!(
+            error_of(response).await,
+            (401, "E0000011".into()),
+            "{auth:?}"
+        );
+    }
+    // A fault id does not bypass authentication either.
+    let response = sb
+        .http
+        .post(sb.url("00ufault500000000000", SEED_SMS, "/resend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(response).await, (401, "E0000011".into()));
+    assert_eq!(
+        sb.state(SEED_USER, SEED_SMS).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn bad_bodies_are_refused_like_okta() {
+    let sb = default_sandbox().await;
+    let malformed = sb.post(SEED_USER, SEED_SMS, "/resend", "{not json").await;
+    assert_eq!(error_of(malformed).await, (400, "E0000003".into()));
+    let invalid = [
+        json!([1, 2]),
+        json!({"factorType": "call", "provider": "OKTA", "profile": {"phoneNumber": "+15551234567"}}),
+        json!({"factorType": "sms", "provider": "GOOGLE", "profile": {"phoneNumber": "+15551234567"}}),
+        json!({"factorType": "sms", "provider": "OKTA"}),
+        sms_body("15551234567"),
+        sms_body("+1-555-415-1337"),
+        sms_body("+05551234567"),
+        sms_body("+1"),
+        sms_body("+123456789012345"), // 16 characters: over the spec's maxLength of 15
+        json!({"factorType": "sms", "provider": "OKTA", "profile": {"phoneNumber": 15551234567_u64}}),
+    ];
+    for body in invalid {
+        let response = sb.resend(SEED_USER, SEED_SMS, &body).await;
+        assert_eq!(error_of(response).await, (400, "E0000001".into()), "{body}");
+    }
+    let ok = sb
+        .resend(SEED_USER, SEED_SMS, &sms_body("+12345678901234"))
+        .await;
+    assert_eq!(ok.status(), StatusCode::OK, "14 digits fit in maxLength 15");
+    for email in ["nobody", "a@b", "a b@example.com", "@example.com"] {
+        let body = json!({"factorType": "email", "provider": "OKTA", "profile": {"email": email}});
+        let response = sb.resend(SEED_USER, SEED_EMAIL, &body).await;
+        assert_eq!(
+            error_of(response).await,
+            (400, "E0000001".into()),
+            "{email}"
+        );
+    }
+    let long_ext = json!({"factorType": "call", "provider": "OKTA",
+        "profile": {"phoneNumber": "+15551234567", "phoneExtension": "1234567890123456"}});
+    let response = sb.resend(SEED_USER, SEED_CALL, &long_ext).await;
+    assert_eq!(error_of(response).await, (400, "E0000001".into()));
+    // Refused bodies are recorded but send nothing.
+    let state: Value = sb.state(SEED_USER, SEED_EMAIL).await.json().await.unwrap();
+    assert_eq!(state["sent"], 0);
+    assert_eq!(state["resendRequests"], 4);
+    assert_eq!(state["lastRequest"]["profile"]["email"], "@example.com");
+}
+
+#[tokio::test]
+async fn unknown_users_and_factors_are_404() {
+    let sb = default_sandbox().await;
+    let cases = [
+        ("00ub0oNGTSWTBKOLGLN", SEED_SMS),   // 19 characters
+        ("00ub0oNGTSWTBKOLGLNRX", SEED_SMS), // 21
+        ("01ub0oNGTSWTBKOLGLNR", SEED_SMS),  // not 00u
+        ("00ub0oNGTSWTBKOLGL-R", SEED_SMS),  // not alphanumeric
+        (SEED_USER, "mbl2gt8gzgEBPUWBIFHN"), // a type the sandbox does not have
+        (SEED_USER, "sms2gt8gzgEBPUWBIFH"),  // 19
+        (SEED_USER, "00ub0oNGTSWTBKOLGLNR"),
+    ];
+    for (uid, fid) in cases {
+        let response = sb.resend(uid, fid, &body_for(SEED_SMS)).await;
+        assert_eq!(
+            error_of(response).await,
+            (404, "E0000007".into()),
+            "{uid} {fid}"
+        );
+    }
+    let response = sb
+        .http
+        .get(format!("{}/api/v1/users/{SEED_USER}", sb.base))
+        .header("Authorization", format!("SSWS {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(response).await,
+        (404, "E0000007".into()),
+        "unknown endpoint"
+    );
+    // Any well-formed id exists, so tests can use their own and never meet.
+    let response = sb
+        .resend(
+            "00uMyOwnTestUser0001",
+            "smsMyOwnTestFactor01",
+            &body_for(SEED_SMS),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        sb.state(SEED_USER, "smsMyOwnTestFactor01").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn cooldowns_throttle_each_factor_with_its_own_code() {
+    let mut config = Config::new(TOKEN);
+    config.sms_cooldown = Duration::from_millis(400);
+    config.call_cooldown = Duration::from_millis(400);
+    config.email_cooldown = Duration::from_millis(400);
+    let sb = start(config).await;
+    for (fid, code) in [
+        (SEED_SMS, "E0000109"),
+        (SEED_CALL, "E0000133"),
+        (SEED_EMAIL, "E0000118"),
+    ] {
+        let body = body_for(fid);
+        assert_eq!(
+            sb.resend(SEED_USER, fid, &body).await.status(),
+            StatusCode::OK
+        );
+        let first_code = sb
+            .state(SEED_USER, fid)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["code"]
+            .clone();
+        let throttled = sb.resend(SEED_USER, fid, &body).await;
+        assert_eq!(error_of(throttled).await, (429, code.into()), "{fid}");
+        // Another factor of the same user is not throttled.
+        let other = format!("{}OtherFactor000001", &fid[..3]);
+        assert_eq!(
+            sb.resend(SEED_USER, &other, &body).await.status(),
+            StatusCode::OK
+        );
+        let state: Value = sb.state(SEED_USER, fid).await.json().await.unwrap();
+        assert_eq!(state["sent"], 1, "a throttled resend sends nothing");
+        assert_eq!(state["code"], first_code, "nor changes the code");
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    for fid in [SEED_SMS, SEED_CALL, SEED_EMAIL] {
+        assert_eq!(
+            sb.resend(SEED_USER, fid, &body_for(fid)).await.status(),
+            StatusCode::OK
+        );
+        let state: Value = sb.state(SEED_USER, fid).await.json().await.unwrap();
+        assert_eq!(state["sent"], 2);
+    }
+}
+
+#[tokio::test]
+async fn org_rate_limit_counts_every_api_request() {
+    // Keep the whole test inside one minute window.
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if secs % 60 >= 57 {
+        tokio::time::sleep(Duration::from_secs(60 - secs % 60)).await;
+    }
+    let mut config = Config::new(TOKEN);
+    config.rate_limit = 3;
+    let sb = start(config).await;
+    let mut remaining = Vec::new();
+    let mut resets = HashSet::new();
+    for _ in 0..3 {
+        let response = sb
+            .http
+            .get(sb.url(SEED_USER, SEED_SMS, ""))
+            .header("Authorization", format!("SSWS {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        remaining.push(header(&response, "x-rate-limit-remaining"));
+        resets.insert(header(&response, "x-rate-limit-reset"));
+    }
+    assert_eq!(remaining, ["2", "1", "0"]);
+    let over = sb.resend(SEED_USER, SEED_SMS, &body_for(SEED_SMS)).await;
+    assert_eq!(header(&over, "x-rate-limit-remaining"), "0");
+    let reset: u64 = header(&over, "x-rate-limit-reset").parse().unwrap();
+    assert!(resets.contains(&reset.to_string()));
+    assert_eq!(reset % 60, 0, "the window ends on a minute");
+    assert!(reset > secs && reset <= secs + 63);
+    assert_eq!(error_of(over).await, (429, "E0000047".into()));
+    // Control endpoints are not counted nor limited.
+    assert_eq!(
+        sb.http
+            .get(format!("{}/sandbox/health", sb.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        sb.state(SEED_USER, SEED_SMS)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["sent"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn activate_checks_the_current_code_then_the_factor_is_active() {
+    let sb = default_sandbox().await;
+    assert_eq!(
+        sb.resend(SEED_USER, SEED_SMS, &body_for(SEED_SMS))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let code = sb
+        .state(SEED_USER, SEED_SMS)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(
+        error_of(sb.activate(SEED_USER, SEED_SMS, wrong).await).await,
+        (403, "E0000068".into())
+    );
+    let malformed = sb
+        .post(SEED_USER, SEED_SMS, "/lifecycle/activate", "passCode=1")
+        .await;
+    assert_eq!(error_of(malformed).await, (400, "E0000003".into()));
+    let response = sb.activate(SEED_USER, SEED_SMS, &code).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let factor: Value = response.json().await.unwrap();
+    assert_eq!(factor["status"], "ACTIVE");
+    assert!(factor["_links"].get("resend").is_none());
+
+    let got = sb
+        .http
+        .get(sb.url(SEED_USER, SEED_SMS, ""))
+        .header("Authorization", format!("SSWS {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.json::<Value>().await.unwrap()["status"], "ACTIVE");
+    let again = sb.resend(SEED_USER, SEED_SMS, &body_for(SEED_SMS)).await;
+    assert_eq!(
+        error_of(again).await,
+        (400, "E0000001".into()),
+        "resend on an active factor"
+    );
+    let state: Value = sb.state(SEED_USER, SEED_SMS).await.json().await.unwrap();
+    assert_eq!(
+        (state["status"].as_str(), state["sent"].as_u64()),
+        (Some("ACTIVE"), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn a_resend_replaces_the_code_and_too_many_attempts_lock_the_factor() {
+    let sb = default_sandbox().await;
+    let fid = "smsLockedFactor00001";
+    assert_eq!(
+        sb.resend(SEED_USER, fid, &body_for(fid)).await.status(),
+        StatusCode::OK
+    );
+    let code = sb
+        .state(SEED_USER, fid)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for attempt in 1..=5 {
+        let response = sb.activate(SEED_USER, fid, wrong).await;
+        assert_eq!(
+            error_of(response).await,
+            (403, "E0000068".into()),
+            "attempt {attempt}"
+        );
+    }
+    let sixth = sb.activate(SEED_USER, fid, &code).await;
+    assert_eq!(
+        error_of(sixth).await,
+        (429, "E0000047".into()),
+        "even with the right code"
+    );
+    let resend = sb.resend(SEED_USER, fid, &body_for(fid)).await;
+    assert_eq!(
+        error_of(resend).await,
+        (429, "E0000047".into()),
+        "resend refused after the limit"
+    );
+}
+
+#[tokio::test]
+async fn status_faults_answer_as_documented() {
+    let sb = default_sandbox().await;
+    let body = body_for(SEED_SMS);
+    let r = sb.resend("00ufault500000000000", SEED_SMS, &body).await;
+    assert_eq!(error_of(r).await, (500, "E0000009".into()));
+    let r = sb.resend("00ufault503xxxxxxxxx", SEED_SMS, &body).await;
+    assert_eq!(error_of(r).await, (503, "E0000009".into()));
+
+    let r = sb.resend("00ufaulthtml00000000", SEED_SMS, &body).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert!(header(&r, "content-type").starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("<html>"));
+
+    let r = sb.resend("00ufaultredir0000000", SEED_SMS, &body).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(header(&r, "location"), "/login/default");
+
+    let codes = [
+        ("E0000001", 400),
+        ("E0000003", 400),
+        ("E0000011", 401),
+        ("E0000006", 403),
+        ("E0000007", 404),
+        ("E0000068", 403),
+        ("E0000109", 429),
+        ("E0000133", 429),
+        ("E0000118", 429),
+        ("E0000146", 429),
+        ("E0000147", 429),
+        ("E0000009", 500),
+        ("E0000999", 400),
+    ];
+    for (code, status) in codes {
+        let uid = format!("00u{code}xxxxxxxxx");
+        let r = sb.resend(&uid, SEED_SMS, &body).await;
+        assert!(r.headers().contains_key("x-okta-request-id"));
+        assert_eq!(error_of(r).await, (status, code.into()), "{uid}");
+    }
+    // Faults apply on every endpoint, whatever the factor id.
+    let r = sb
+        .http
+        .get(sb.url("00uE0000006000000000", "nonsense", ""))
+        .header("Authorization", format!("SSWS {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await, (403, "E0000006".into()));
+    // Not a fault: too short to be a user id, or an unknown fault name.
+    assert_eq!(
+        sb.resend("00ufault500", SEED_SMS, &body).await.status(),
+        404
+    );
+    assert_eq!(
+        sb.resend("00ufaultnope00000000", SEED_SMS, &body)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_fault_resets_ten_seconds_ahead() {
+    let sb = default_sandbox().await;
+    let r = sb
+        .resend("00uE0000047000000000", SEED_SMS, &body_for(SEED_SMS))
+        .await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let reset: u64 = header(&r, "x-rate-limit-reset").parse().unwrap();
+    assert!(
+        (now + 8..=now + 11).contains(&reset),
+        "reset {reset} now {now}"
+    );
+    assert_eq!(header(&r, "x-rate-limit-remaining"), "0");
+    assert_eq!(r.headers().get_all("x-rate-limit-reset").iter().count(), 1);
+    assert_eq!(error_of(r).await, (429, "E0000047".into()));
+}
+
+#[tokio::test]
+async fn slow_fault_waits_then_answers_normally() {
+    let mut config = Config::new(TOKEN);
+    config.slow = Duration::from_millis(300);
+    let sb = start(config).await;
+    let uid = "00ufaultslow00000001";
+    let started = Instant::now();
+    let r = sb.resend(uid, SEED_SMS, &body_for(SEED_SMS)).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        sb.state(uid, SEED_SMS).await.json::<Value>().await.unwrap()["sent"],
+        1
+    );
+    let r = sb.resend(uid, "bogus", &body_for(SEED_SMS)).await;
+    assert_eq!(
+        error_of(r).await,
+        (404, "E0000007".into()),
+        "normally includes 404s"
+    );
+}
+
+#[tokio::test]
+async fn drop_fault_closes_the_connection_without_an_answer() {
+    let sb = default_sandbox().await;
+    for _ in 0..2 {
+        let result = sb
+            .http
+            .post(sb.url("00ufaultdrop00000000", SEED_SMS, "/resend"))
+            .header("Authorization", format!("SSWS {TOKEN}"))
+            .body(body_for(SEED_SMS).to_string())
+            .send()
+            .await;
+        let err = result.expect_err("no HTTP answer at all");
+        assert!(!err.is_timeout() && err.status().is_none(), "{err:?}");
+    }
+    // The server goes on serving.
+    assert_eq!(
+        sb.resend(SEED_USER, SEED_SMS, &body_for(SEED_SMS))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn drop_fault_in_an_embedded_router_still_gives_no_status() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/api/v1/users/00ufaultdrop00000000/factors/{SEED_SMS}/resend",
+        listener.local_addr().unwrap()
+    );
+    let task =
+        tokio::spawn(
+            async move { axum::serve(listener, okta_sandbox::app(Config::new(TOKEN))).await },
+        );
+    let result = Client::new()
+        .post(url)
+        .header("Authorization", format!("SSWS {TOKEN}"))
+        .body("{}")
+        .send()
+        .await;
+    task.abort();
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[tokio::test]
+async fn request_ids_are_unique_and_headers_are_on_errors_too() {
+    let sb = default_sandbox().await;
+    let mut ids = HashSet::new();
+    for uid in [SEED_USER, "bad", "00uE0000001000000000", SEED_USER] {
+        let r = sb.resend(uid, SEED_SMS, &body_for(SEED_SMS)).await;
+        for name in [
+            "x-rate-limit-limit",
+            "x-rate-limit-remaining",
+            "x-rate-limit-reset",
+            "date",
+        ] {
+            assert!(r.headers().contains_key(name), "{name} on {}", r.status());
+        }
+        assert!(ids.insert(header(&r, "x-okta-request-id")));
+    }
+}
+
+#[tokio::test]
+async fn control_endpoints_inspect_and_reset() {
+    let sb = default_sandbox().await;
+    let health = sb
+        .http
+        .get(format!("{}/sandbox/health", sb.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(
+        sb.state(SEED_USER, SEED_SMS).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    sb.resend(SEED_USER, SEED_SMS, &body_for(SEED_SMS)).await;
+    // userId defaults to the seeded user.
+    let default = sb
+        .http
+        .get(format!("{}/sandbox/factors/{SEED_SMS}", sb.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(default.json::<Value>().await.unwrap()["sent"], 1);
+    let reset = sb
+        .http
+        .post(format!("{}/sandbox/reset", sb.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(reset.status().is_success());
+    assert_eq!(
+        sb.state(SEED_USER, SEED_SMS).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    // After a reset the cooldown is gone as well.
+    assert_eq!(
+        sb.resend(SEED_USER, SEED_SMS, &body_for(SEED_SMS))
+            .await
+            .status(),
+        200
+    );
+}

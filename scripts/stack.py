@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""The local stack: moto (Secrets Manager), the Okta sandbox and okta-resend under
+`cargo lambda watch`, all on 127.0.0.1.
+
+    stack.py dev    bring the stack up, print how to call it, run until Ctrl-C
+    stack.py demo   bring it up, send every sample event and a few HTTP calls, print a
+                    table, bring it down; exit 1 when any answer differs from the manifest
+
+Everything started here is stopped on exit, on Ctrl-C and on failure half-way. Logs and
+state go under .dev/ in the repository.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+DEV = ROOT / ".dev"
+FUNCTION = "okta-resend"
+SECRET_ID = "okta-resend/local"
+REGION = "us-east-1"
+OKTA_TIMEOUT_MS = 3000
+
+
+class StackError(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def preferred_port(port: int) -> int:
+    """`port` when it is free (so the printed URLs stay the same from run to run), else any."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 10):
+    """(status, body bytes); any HTTP status is an answer, no exception."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def say(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+class Stack:
+    def __init__(self, *, quiet_function: bool, sms_cooldown_ms: int, email_cooldown_ms: int, port: int | None):
+        self.wanted_port = port
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.quiet_function = quiet_function
+        self.sms_cooldown_ms = sms_cooldown_ms
+        self.email_cooldown_ms = email_cooldown_ms
+        self.token = "sandbox-" + secrets.token_hex(16)
+        DEV.mkdir(exist_ok=True)
+        self.logs = DEV / "logs"
+        self.logs.mkdir(exist_ok=True)
+
+    # -- processes ---------------------------------------------------------------------
+    def spawn(self, name: str, argv: list, **kwargs) -> subprocess.Popen:
+        if "stdout" not in kwargs:
+            kwargs["stdout"] = open(self.logs / f"{name}.log", "wb")
+        kwargs.setdefault("stderr", subprocess.STDOUT)
+        # Own process group, so stopping it also stops its children (cargo lambda -> function).
+        proc = subprocess.Popen([str(a) for a in argv], start_new_session=True, stdin=subprocess.DEVNULL, **kwargs)
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        deadline = time.monotonic() + 10
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+    def wait_until(self, what: str, check, deadline_s: float, proc: subprocess.Popen | None = None, log: str | None = None):
+        start = time.monotonic()
+        while time.monotonic() - start < deadline_s:
+            if proc is not None and proc.poll() is not None:
+                raise StackError(f"{what} exited with {proc.returncode}; see {log or 'its log'}")
+            try:
+                if check():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise StackError(f"{what} did not answer within {deadline_s:.0f} s; see {log or 'its log'}")
+
+    # -- pieces ------------------------------------------------------------------------
+    def build(self) -> None:
+        say("building okta-resend and the Okta sandbox (the first build takes a few minutes)")
+        # Built one package at a time, as `cargo lambda watch` builds the function, so its
+        # first request finds the binary up to date instead of compiling for minutes.
+        subprocess.run(["cargo", "build", "--quiet", "-p", FUNCTION, "--bin", FUNCTION], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--quiet", "-p", "okta-sandbox"], cwd=ROOT, check=True)
+
+    def start_moto(self) -> None:
+        port = free_port()
+        self.moto_url = f"http://127.0.0.1:{port}"
+        proc = self.spawn("moto", [VENV_BIN / "moto_server", "-H", "127.0.0.1", "-p", port])
+        self.wait_until("moto", lambda: http("GET", f"{self.moto_url}/moto-api/")[0] == 200, 20, proc, ".dev/logs/moto.log")
+        import boto3  # from the venv this script runs in
+
+        client = boto3.client(
+            "secretsmanager",
+            endpoint_url=self.moto_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_secret(Name=SECRET_ID, SecretString=json.dumps({"apiToken": self.token}))
+        say(f"moto (Secrets Manager) on {self.moto_url}, secret {SECRET_ID} created")
+
+    def start_sandbox(self) -> None:
+        proc = self.spawn(
+            "okta-sandbox",
+            [
+                TARGET / "debug" / "okta-sandbox",
+                "--listen", "127.0.0.1:0",
+                "--token", self.token,
+                "--sms-cooldown-ms", self.sms_cooldown_ms,
+                "--call-cooldown-ms", self.sms_cooldown_ms,
+                "--email-cooldown-ms", self.email_cooldown_ms,
+                "--slow-ms", OKTA_TIMEOUT_MS * 3,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=open(self.logs / "okta-sandbox.log", "wb"),
+        )
+        first = {}
+
+        def read_startup():
+            line = proc.stdout.readline()
+            if line:
+                first.update(json.loads(line))
+            proc.stdout.read()  # keep draining so the sandbox never blocks on stdout
+
+        threading.Thread(target=read_startup, daemon=True).start()
+        self.wait_until("okta-sandbox", lambda: "url" in first, 20, proc, ".dev/logs/okta-sandbox.log")
+        self.sandbox = first
+        self.okta_url = first["url"]
+        self.wait_until("okta-sandbox", lambda: http("GET", f"{self.okta_url}/sandbox/health")[0] == 200, 10, proc)
+        say(f"Okta sandbox on {self.okta_url}")
+
+    def start_function(self) -> None:
+        self.port = preferred_port(self.wanted_port) if self.wanted_port else free_port()
+        self.function_url = f"http://127.0.0.1:{self.port}/lambda-url/{FUNCTION}"
+        env_vars = {
+            "OKTA_ORG_URL": self.okta_url,
+            "OKTA_SECRET_ID": SECRET_ID,
+            "OKTA_TIMEOUT_MS": str(OKTA_TIMEOUT_MS),
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_LAMBDA_LOG_LEVEL": "INFO",
+        }
+        argv = [VENV_BIN / "cargo-lambda", "lambda", "watch", "-A", "127.0.0.1", "-P", self.port,
+                "--bin", FUNCTION, "--quiet", "--ignore-changes"]
+        for key, value in env_vars.items():
+            argv += ["--env-var", f"{key}={value}"]
+        env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+        log = ".dev/logs/function.log"
+        proc = self.spawn("function", argv, env=env, cwd=ROOT, **({} if self.quiet_function else {"stdout": None, "stderr": None}))
+        # The first request starts the function: a 405 proves the whole chain (runtime,
+        # init, the secret read from moto) is up.
+        self.wait_until(
+            "okta-resend under cargo lambda watch",
+            lambda: http("GET", f"{self.function_url}/factors/resend", timeout=120)[0] == 405,
+            300,
+            proc,
+            log,
+        )
+        say(f"okta-resend on {self.function_url} (cargo lambda watch, Runtime API on port {self.port})")
+
+    def up(self) -> None:
+        self.build()
+        self.start_moto()
+        self.start_sandbox()
+        self.start_function()
+
+    # -- calls -------------------------------------------------------------------------
+    def invoke(self, event_file: str):
+        """Sends a sample event through the Runtime API with `cargo lambda invoke`."""
+        out = subprocess.run(
+            [VENV_BIN / "cargo-lambda", "lambda", "invoke", FUNCTION, "--data-file", ROOT / "events" / event_file,
+             "-A", "127.0.0.1", "-P", str(self.port), "-o", "json"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )
+        if out.returncode != 0:
+            return None, f"invoke failed: {out.stderr.strip()[:200]}"
+        reply = json.loads(out.stdout)
+        return reply.get("statusCode"), answer_code(reply.get("statusCode"), reply.get("body") or "")
+
+    def curl(self, method: str, path: str, body: dict | str | None, content_type: str = "application/json"):
+        """Sends a real HTTP request to the function URL with curl."""
+        argv = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, f"{self.function_url}{path}"]
+        if body is not None:
+            argv += ["-H", f"Content-Type: {content_type}", "--data-binary",
+                     body if isinstance(body, str) else json.dumps(body)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        text, _, status = out.stdout.rpartition("\n")
+        status = int(status) if status.isdigit() else None
+        return status, answer_code(status, text)
+
+
+def answer_code(status, body: str) -> str:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, TypeError):
+        return "(not JSON)"
+    if status == 200:
+        return parsed.get("status", "?")
+    return parsed.get("code", "?")
+
+
+USER = "00ub0oNGTSWTBKOLGLNR"
+# HTTP calls use factor ids of their own, so the sandbox's cooldown never mixes them
+# with the sample events.
+HTTP_CASES = [
+    ("POST sms (curl)", "POST", "/factors/resend",
+     {"userId": USER, "factorId": "smsCurlDemoFactor001", "phoneNumber": "+1 (555) 415-1337"}, 200, "sent"),
+    ("POST the same sms again", "POST", "/factors/resend",
+     {"userId": USER, "factorId": "smsCurlDemoFactor001", "phoneNumber": "+1 (555) 415-1337"}, 429, "resend_too_soon"),
+    ("POST call (curl)", "POST", "/factors/resend",
+     {"userId": USER, "factorId": "clfCurlDemoFactor001", "factorType": "call", "phoneNumber": "+442079460958"}, 200, "sent"),
+    ("POST email (curl)", "POST", "/factors/resend",
+     {"userId": USER, "factorId": "emfCurlDemoFactor001", "factorType": "email", "email": "jane.doe@example.com"}, 200, "sent"),
+    ("POST path injection ../../groups", "POST", "/factors/resend",
+     {"userId": "../../groups", "factorId": "smsCurlDemoFactor002", "phoneNumber": "+15554151337"}, 400, "invalid_user_id"),
+    ("POST malformed JSON", "POST", "/factors/resend", '{"userId":', 400, "invalid_json"),
+    ("DELETE /factors/resend", "DELETE", "/factors/resend", None, 405, "method_not_allowed"),
+    ("POST unknown user (Okta 404)", "POST", "/factors/resend",
+     {"userId": "00gNotAUser000000000", "factorId": "smsCurlDemoFactor003", "phoneNumber": "+15554151337"}, 404, "not_found"),
+    ("POST Okta daily cap (E0000146)", "POST", "/factors/resend",
+     {"userId": "00uE0000146000000000", "factorId": "smsCurlDemoFactor004", "phoneNumber": "+15554151337"}, 429, "daily_limit_reached"),
+    ("POST Okta 500", "POST", "/factors/resend",
+     {"userId": "00ufault500000000000", "factorId": "smsCurlDemoFactor005", "phoneNumber": "+15554151337"}, 502, "upstream_error"),
+    ("POST Okta too slow", "POST", "/factors/resend",
+     {"userId": "00ufaultslow00000000", "factorId": "smsCurlDemoFactor006", "phoneNumber": "+15554151337"}, 504, "upstream_timeout"),
+]
+
+
+def demo(stack: Stack) -> int:
+    manifest = json.loads((ROOT / "events" / "manifest.json").read_text())
+    rows = []
+    for case in manifest["cases"]:
+        status, code = stack.invoke(case["event"])
+        rows.append((f"invoke {case['event']}", case["status"], case["code"], status, code))
+    for name, method, path, body, want_status, want_code in HTTP_CASES:
+        status, code = stack.curl(method, path, body)
+        rows.append((name, want_status, want_code, status, code))
+
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'request':<{width}}  expected                      got")
+    failures = 0
+    for name, want_status, want_code, status, code in rows:
+        ok = (status, code) == (want_status, want_code)
+        failures += not ok
+        print(f"{name:<{width}}  {want_status} {want_code:<25} {status} {code}  {'ok' if ok else 'MISMATCH'}")
+    print(f"\n{len(rows) - failures}/{len(rows)} answers as expected")
+    return 1 if failures else 0
+
+
+def dev(stack: Stack) -> int:
+    user = stack.sandbox.get("user", USER)
+    factors = stack.sandbox.get("factors", {})
+    sms = factors.get("sms", "sms2gt8gzgEBPUWBIFHN")
+    body = json.dumps({"userId": user, "factorId": sms, "factorType": "sms", "phoneNumber": "+1 555 415 1337"})
+    print(f"""
+okta-resend is running locally.
+
+  Okta sandbox   {stack.okta_url}   user {user}, factors {json.dumps(factors)}
+  moto           {stack.moto_url}   secret {SECRET_ID}
+  function       {stack.function_url}   logs below
+
+Try it (paste into another terminal):
+
+  curl -i -X POST {stack.function_url}/factors/resend -H 'Content-Type: application/json' -d {shlex.quote(body)}
+
+  PATH="$PWD/.venv/bin:$PATH" cargo lambda invoke {FUNCTION} -A 127.0.0.1 -P {stack.port} --data-file events/apigw-v2-email.json
+
+Codes the sandbox "sent": curl {stack.okta_url}/sandbox/factors/{sms}?userId={user}
+Ctrl-C stops everything.
+""", flush=True)
+    while True:
+        for name, proc in stack.procs:
+            if proc.poll() is not None:
+                raise StackError(f"{name} exited with {proc.returncode}; see .dev/logs/{name}.log")
+        time.sleep(1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["dev", "demo"])
+    args = parser.parse_args()
+
+    # dev prefers port 9000 (cargo lambda's default), so the URL is the same every time;
+    # demo takes any free port, so it can run beside a dev stack.
+    port = int(os.environ.get("OKTA_RESEND_PORT", "9000")) if args.mode == "dev" else None
+    stack = Stack(quiet_function=args.mode == "demo", sms_cooldown_ms=30_000, email_cooldown_ms=5_000, port=port)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.up()
+        return demo(stack) if args.mode == "demo" else dev(stack)
+    except KeyboardInterrupt:
+        print()
+        say("interrupted")
+        return 130
+    except (StackError, subprocess.CalledProcessError) as err:
+        say(f"failed: {err}")
+        return 1
+    finally:
+        say("stopping everything this run started")
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
