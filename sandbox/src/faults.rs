@@ -22,7 +22,7 @@ pub struct DropConnection(pub Arc<Notify>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// `00ufaultslow…`: wait `--slow-ms`, then answer as usual.
+    /// `00ufaultslow…`: do the work at once, but answer only after `--slow-ms`.
     Slow,
     /// `00ufault500…`: 500 with Okta's E0000009 body.
     Internal,
@@ -69,8 +69,11 @@ impl Fault {
     pub async fn apply(self, sandbox: &Sandbox, req: Request, next: Next) -> Response {
         match self {
             Self::Slow => {
+                // Okta does the work (the code goes out), then its answer is late: a
+                // client that gives up meanwhile does not know the code was sent.
+                let response = next.run(req).await;
                 tokio::time::sleep(sandbox.config.slow).await;
-                next.run(req).await
+                response
             }
             Self::Internal => okta_error("E0000009", &[]),
             Self::Unavailable => okta_error_with(
