@@ -17,10 +17,16 @@ $(VENV)/.installed: tools/requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r $<
 	touch $@
 
-.PHONY: help tools test lint unit
+# Deploy checks and their tool venvs (mk/deploy.mk: check-template, check-openapi,
+# check-deploy, build-arm64).
+include mk/deploy.mk
+
+.PHONY: help tools test lint
 help:
 	@echo "make dev    run okta-resend locally (moto + Okta sandbox + cargo lambda watch)"
 	@echo "make test   formatting, clippy and every test (starts and stops its own services)"
+	@echo "make demo   the end-to-end check alone: sample events through cargo lambda watch"
+	@echo "make check-deploy   sam build for x86_64 (slow: a release build)"
 
 tools: $(VENV)/.installed
 
@@ -28,19 +34,21 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## Every test: unit and integration tests (moto started once for the run and always
-## stopped), then the end-to-end run through the real Lambda runtime (make demo).
-test: tools lint
+## Every test: the template and OpenAPI checks, unit and integration tests (moto
+## started once for the run and always stopped), then the end-to-end run through the
+## real Lambda runtime with its conformance check against openapi.yaml (make demo).
+test: tools lint check-template check-openapi
 	MOTO_SERVER=$(BIN)/moto_server scripts/with-moto.sh cargo nextest run --workspace --no-fail-fast
 	$(MAKE) --no-print-directory demo
 
--include mk/*.mk
 
 .PHONY: dev demo
 ## The whole function locally: moto + Okta sandbox + cargo lambda watch, until Ctrl-C.
 dev: tools
 	$(BIN)/python scripts/stack.py dev
 
-## Brings the stack up, checks every sample event and a few HTTP calls, brings it down.
-demo: tools
-	$(BIN)/python scripts/stack.py demo
+## Brings the stack up, checks every sample event and a few HTTP calls against
+## events/manifest.json and every answer (plus generated requests) against openapi.yaml,
+## then brings it down.
+demo: tools $(LINT_VENV)/.installed
+	$(BIN)/python scripts/stack.py demo --conformance

@@ -223,18 +223,37 @@ class Stack:
         if out.returncode != 0:
             return None, f"invoke failed: {out.stderr.strip()[:200]}"
         reply = json.loads(out.stdout)
-        return reply.get("statusCode"), answer_code(reply.get("statusCode"), reply.get("body") or "")
+        status, body = reply.get("statusCode"), reply.get("body") or ""
+        # REST v1 answers carry their headers in multiValueHeaders.
+        headers = {k: v[0] for k, v in (reply.get("multiValueHeaders") or {}).items() if v}
+        headers.update(reply.get("headers") or {})
+        self.record(f"invoke {event_file}", status, headers, body)
+        return status, answer_code(status, body)
 
     def curl(self, method: str, path: str, body: dict | str | None, content_type: str = "application/json"):
         """Sends a real HTTP request to the function URL with curl."""
-        argv = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, f"{self.function_url}{path}"]
+        header_file = DEV / "curl-headers.txt"
+        argv = ["curl", "-s", "-D", header_file, "-o", "-", "-w", "\n%{http_code}", "-X", method,
+                f"{self.function_url}{path}"]
         if body is not None:
             argv += ["-H", f"Content-Type: {content_type}", "--data-binary",
                      body if isinstance(body, str) else json.dumps(body)]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        out = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=60)
         text, _, status = out.stdout.rpartition("\n")
         status = int(status) if status.isdigit() else None
+        headers = {}
+        if header_file.exists():
+            for line in header_file.read_text().splitlines()[1:]:
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers[name.strip().lower()] = value.strip()
+        self.record(f"curl {method} {path}", status, headers, text)
         return status, answer_code(status, text)
+
+    def record(self, name: str, status, headers: dict, body: str) -> None:
+        """Keeps every answer for the conformance check against openapi.yaml."""
+        with open(DEV / "answers.jsonl", "a") as f:
+            f.write(json.dumps({"name": name, "status": status, "headers": headers, "body": body}) + "\n")
 
 
 def answer_code(status, body: str) -> str:
@@ -274,7 +293,8 @@ HTTP_CASES = [
 ]
 
 
-def demo(stack: Stack) -> int:
+def demo(stack: Stack, conformance: bool) -> int:
+    (DEV / "answers.jsonl").unlink(missing_ok=True)
     manifest = json.loads((ROOT / "events" / "manifest.json").read_text())
     rows = []
     for case in manifest["cases"]:
@@ -292,7 +312,15 @@ def demo(stack: Stack) -> int:
         failures += not ok
         print(f"{name:<{width}}  {want_status} {want_code:<25} {status} {code}  {'ok' if ok else 'MISMATCH'}")
     print(f"\n{len(rows) - failures}/{len(rows)} answers as expected")
-    return 1 if failures else 0
+    if not conformance:
+        return 1 if failures else 0
+
+    checker = [ROOT / ".venv-lint" / "bin" / "python", ROOT / "tools" / "conformance.py"]
+    print("\nEvery answer above against openapi.yaml:", flush=True)
+    recorded = subprocess.run([*checker, "answers", DEV / "answers.jsonl"], cwd=ROOT).returncode
+    print("\nGenerated requests (schemathesis) against the running function:", flush=True)
+    fuzzed = subprocess.run([*checker, "fuzz", stack.function_url], cwd=ROOT).returncode
+    return 1 if failures or recorded or fuzzed else 0
 
 
 def dev(stack: Stack) -> int:
@@ -326,6 +354,8 @@ Ctrl-C stops everything.
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["dev", "demo"])
+    parser.add_argument("--conformance", action="store_true",
+                        help="demo: also check every answer, and generated requests, against openapi.yaml")
     args = parser.parse_args()
 
     # dev prefers port 9000 (cargo lambda's default), so the URL is the same every time;
@@ -339,7 +369,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         stack.up()
-        return demo(stack) if args.mode == "demo" else dev(stack)
+        return demo(stack, args.conformance) if args.mode == "demo" else dev(stack)
     except KeyboardInterrupt:
         print()
         say("interrupted")
