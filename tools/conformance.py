@@ -134,6 +134,7 @@ def fuzz(url: str) -> int:
     env = {
         "PATH": "/usr/bin:/bin",
         "SCHEMATHESIS_TELEMETRY": "false",
+        "PYTHONDONTWRITEBYTECODE": "1",
         "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
         "PYTHONPATH": str(ROOT / "tools"),
     }
