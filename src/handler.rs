@@ -147,22 +147,20 @@ fn sent_response(request: &ResendRequest) -> Response<Body> {
         .expect("status and headers are valid")
 }
 
-/// The resource path without any API Gateway stage prefix. HTTP API v2 puts a named
-/// stage in `rawPath`; REST v1's `path` has none, but strip it there too in case a custom
-/// domain mapping adds it.
+/// The resource path without any API Gateway stage prefix. An HTTP API (v2) event from a
+/// named stage has the stage in `rawPath`; a REST (v1) event's `path` never has it (the
+/// stage is only in `requestContext.path`), so nothing is stripped there.
 fn route_path(event: &Request) -> &str {
     let path = event.raw_http_path();
-    let stage = match event.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.as_deref(),
-        _ => None,
-    };
-    match stage {
-        Some(stage) if stage != "$default" && !stage.is_empty() => path
-            .strip_prefix('/')
-            .and_then(|p| p.strip_prefix(stage))
-            .filter(|rest| rest.starts_with('/'))
-            .unwrap_or(path),
+    match event.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => match ctx.stage.as_deref() {
+            Some(stage) if stage != "$default" && !stage.is_empty() => path
+                .strip_prefix('/')
+                .and_then(|p| p.strip_prefix(stage))
+                .filter(|rest| rest.starts_with('/'))
+                .unwrap_or(path),
+            _ => path,
+        },
         _ => path,
     }
 }

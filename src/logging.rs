@@ -8,15 +8,16 @@ use tracing_subscriber::fmt::MakeWriter;
 /// The level filter, as lambda_runtime's own subscriber chooses it: `AWS_LAMBDA_LOG_LEVEL`
 /// (set by Lambda's advanced logging controls), else `RUST_LOG`, else INFO.
 pub fn filter(aws_lambda_log_level: Option<&str>, rust_log: Option<&str>) -> EnvFilter {
+    // Lambda's levels are upper case; RUST_LOG directives keep their case (targets).
     let directives = match aws_lambda_log_level.map(str::trim) {
         // Lambda's FATAL has no tracing equivalent; ERROR is the closest.
-        Some(level) if level.eq_ignore_ascii_case("fatal") => "error",
-        Some(level) if !level.is_empty() => level,
-        _ => rust_log.unwrap_or(""),
+        Some(level) if level.eq_ignore_ascii_case("fatal") => "error".to_owned(),
+        Some(level) if !level.is_empty() => level.to_ascii_lowercase(),
+        _ => rust_log.unwrap_or("").to_owned(),
     };
     EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
-        .parse_lossy(directives.to_ascii_lowercase())
+        .parse_lossy(directives)
 }
 
 /// A JSON subscriber writing to `writer`: event fields at the top level, no span lists.

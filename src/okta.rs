@@ -74,6 +74,10 @@ impl OktaClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("okta-resend/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
+            // Lambda freezes idle instances; drop pooled connections before Okta's edge
+            // is likely to have closed them, so a thawed instance does not write into a
+            // dead socket (which, never retried, would be a 502).
+            .pool_idle_timeout(Duration::from_secs(20))
             .connect_timeout(timeout)
             .timeout(timeout)
             .build()?;
@@ -117,7 +121,9 @@ impl OktaClient {
         let mut meta = OktaMeta {
             status: Some(status.as_u16()),
             error_code: None,
-            request_id: header_str(&headers, "x-okta-request-id").map(str::to_owned),
+            request_id: header_str(&headers, "x-okta-request-id")
+                .filter(|id| is_token_like(id, 64))
+                .map(str::to_owned),
         };
         if status.is_success() {
             // The code went out; what Okta says about the factor (or a body we cannot
@@ -138,9 +144,12 @@ impl OktaClient {
                 };
             }
         };
+        // Only a code of Okta's shape is kept: it goes into our logs, and whatever sits
+        // between us and Okta could put a phone number in that field.
         meta.error_code = serde_json::from_slice::<ErrorBody>(&body)
             .ok()
-            .and_then(|b| b.error_code);
+            .and_then(|b| b.error_code)
+            .filter(|code| is_okta_error_code(code));
         let result = Err(classify(
             status,
             meta.error_code.as_deref(),
@@ -265,6 +274,19 @@ async fn read_limited(response: &mut reqwest::Response) -> Result<Vec<u8>, reqwe
         }
     }
     Ok(body)
+}
+
+/// `E` and seven digits, e.g. `E0000047`.
+fn is_okta_error_code(code: &str) -> bool {
+    code.len() == 8 && code.starts_with('E') && code[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Safe to log: short, and only letters, digits, `-` and `_`.
+fn is_token_like(value: &str, max_len: usize) -> bool {
+    (1..=max_len).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -445,6 +467,23 @@ mod tests {
             11,
             "bad Date falls back to our clock"
         );
+    }
+
+    #[test]
+    fn only_okta_shaped_codes_and_ids_are_kept_for_logs() {
+        assert!(is_okta_error_code("E0000047"));
+        for bad in [
+            "E000004",
+            "E00000470",
+            "e0000047",
+            "Invalid phone +15554151337",
+            "E00000 7",
+        ] {
+            assert!(!is_okta_error_code(bad), "{bad}");
+        }
+        assert!(is_token_like("reqAbC-12_x", 64));
+        assert!(!is_token_like("req +15554151337", 64));
+        assert!(!is_token_like(&"a".repeat(65), 64));
     }
 
     #[test]

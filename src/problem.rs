@@ -73,7 +73,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
                 "Invalid JSON",
-                "The request body must be a JSON object.",
+                "The request body must be a JSON object, each key once.",
             ),
             A::Invalid(V::InvalidRequest { .. }) => (
                 StatusCode::BAD_REQUEST,

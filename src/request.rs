@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
+use serde_json::Value;
 
 /// The JSON fields the app may send, in the order they are checked.
 const FIELDS: [&str; 6] = [
@@ -239,11 +240,8 @@ impl ResendRequest {
     /// (userId, factorId, factorType, then the factor's profile fields, then unknown
     /// fields) and the first failure is returned.
     pub fn from_json(body: &[u8]) -> Result<Self, ValidationError> {
-        let value: Value =
+        let fields: Fields =
             serde_json::from_slice(body).map_err(|_| ValidationError::InvalidJson)?;
-        let Value::Object(fields) = value else {
-            return Err(ValidationError::InvalidJson);
-        };
 
         let user_id = OktaId::parse(required_str(&fields, "userId")?)
             .ok_or(ValidationError::InvalidUserId)?;
@@ -289,7 +287,7 @@ impl ResendRequest {
             }
         };
 
-        if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(k)) {
             return Err(ValidationError::InvalidRequest {
                 field: echoable_field_name(unknown),
             });
@@ -323,12 +321,61 @@ impl ResendRequest {
     }
 }
 
+/// The top-level JSON object, keys in document order. A repeated key makes the body
+/// invalid JSON for us: a WAF or log that reads the first copy must not see another
+/// request than the one we validate.
+struct Fields(Vec<(String, Value)>);
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Fields;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object without repeated keys")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                // At most a few hundred keys fit in 4 KiB: a linear search is fine.
+                let mut fields: Vec<(String, Value)> = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    if fields.iter().any(|(k, _)| *k == key) {
+                        return Err(A::Error::custom("repeated key"));
+                    }
+                    fields.push((key, value));
+                }
+                Ok(Fields(fields))
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
 /// An unknown field's name is echoed back only when it looks like a field name: a key
-/// can be anything (an address, a number, 4 KiB of text) and the problem must not
-/// reflect it.
+/// can be anything (an address, a phone number, 4 KiB of text) and the problem must not
+/// reflect it. A letter first, then letters, digits or `_`, few digits, 40 at most.
 fn echoable_field_name(name: &str) -> String {
     let identifier = (1..=40).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.bytes().filter(u8::is_ascii_digit).count() < 5;
     if identifier {
         name.to_owned()
     } else {
@@ -336,18 +383,12 @@ fn echoable_field_name(name: &str) -> String {
     }
 }
 
-fn required_str<'a>(
-    fields: &'a Map<String, Value>,
-    name: &str,
-) -> Result<&'a str, ValidationError> {
+fn required_str<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, ValidationError> {
     optional_str(fields, name)?.ok_or_else(|| ValidationError::field(name))
 }
 
 /// Absent is `None`; present but not a string (`null` included) is an error.
-fn optional_str<'a>(
-    fields: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a str>, ValidationError> {
+fn optional_str<'a>(fields: &'a Fields, name: &str) -> Result<Option<&'a str>, ValidationError> {
     match fields.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -355,7 +396,7 @@ fn optional_str<'a>(
     }
 }
 
-fn forbid(fields: &Map<String, Value>, name: &str) -> Result<(), ValidationError> {
+fn forbid(fields: &Fields, name: &str) -> Result<(), ValidationError> {
     match fields.contains_key(name) {
         true => Err(ValidationError::field(name)),
         false => Ok(()),
@@ -468,7 +509,8 @@ mod tests {
             "00ub0oNGTSWTBKOLGLNRX",       // 21
             "../../groups/0000000",        // path traversal, 20 chars
             "00ub0oNGTSWTBK%2FGLN",        // encoded slash
-            "00ub0oNGTSWTBKOLGLN\u{0130}", // unicode look-alike
+            "00ub0oNGTSWTBKOLGLN\u{0130}", // unicode look-alike (21 bytes)
+            "00ub0oNGTSWTBKOLGL\u{0130}",  // unicode look-alike, 20 bytes
             "00ub0oNGTSWTBKOLGL N",
             "００ub0oNGTSWTBKOLGLNR", // full-width digits
         ];
@@ -581,6 +623,28 @@ mod tests {
         ] {
             assert_eq!(with(key), Err(field("(unknown field)")), "{key:?}");
         }
+    }
+
+    #[test]
+    fn repeated_keys_are_invalid_json() {
+        let body = format!(
+            r#"{{"userId":"../../groups","userId":"{USER}","factorId":"{FACTOR}","phoneNumber":"+15554151337"}}"#
+        );
+        assert_eq!(
+            ResendRequest::from_json(body.as_bytes()),
+            Err(ValidationError::InvalidJson)
+        );
+    }
+
+    #[test]
+    fn the_first_unknown_field_in_document_order_is_named() {
+        let body = format!(
+            r#"{{"userId":"{USER}","zeta":1,"factorId":"{FACTOR}","alpha":2,"phoneNumber":"+15554151337"}}"#
+        );
+        assert_eq!(
+            ResendRequest::from_json(body.as_bytes()),
+            Err(field("zeta"))
+        );
     }
 
     #[test]

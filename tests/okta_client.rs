@@ -218,7 +218,6 @@ async fn okta_failures_without_a_known_code_are_upstream_errors() {
         ResponseTemplate::new(502).set_body_string("<html>Bad gateway</html>"),
         ResponseTemplate::new(503),
         ResponseTemplate::new(400).set_body_string("not json"),
-        ResponseTemplate::new(302).insert_header("location", "https://evil.example.com/steal"),
         // A huge error body is cut at 64 KiB and, no longer JSON, decided by status.
         ResponseTemplate::new(400).set_body_string(format!(
             "{{\"errorCode\":\"E0000001\",\"pad\":\"{}\"}}",
@@ -233,6 +232,23 @@ async fn okta_failures_without_a_known_code_are_upstream_errors() {
         assert_eq!(response.status(), 502);
         assert_eq!(json_body(&response)["code"], "upstream_error");
     }
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let okta =
+        okta_answering(ResponseTemplate::new(302).insert_header("location", "/api/v1/groups"))
+            .await;
+    Mock::given(path("/api/v1/groups"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&okta)
+        .await;
+    let response = app(&okta.uri(), Duration::from_secs(2))
+        .handle(resend_event(&sms_request()))
+        .await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(json_body(&response)["code"], "upstream_error");
 }
 
 #[tokio::test]
