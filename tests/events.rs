@@ -73,3 +73,40 @@ fn every_event_file_is_in_the_manifest() {
         }
     }
 }
+
+#[tokio::test]
+async fn stages_are_never_mistaken_for_the_route() {
+    let okta = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&okta)
+        .await;
+    let app = app(&okta.uri(), Duration::from_secs(2));
+    let load = |name: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(common::repo_root().join("events").join(name)).unwrap(),
+        )
+        .unwrap()
+    };
+
+    // REST v1: a stage named like the route's first segment; `path` has no stage.
+    let mut v1 = load("apigw-v1-prod-stage.json");
+    v1["requestContext"]["stage"] = "factors".into();
+    v1["requestContext"]["path"] = "/factors/factors/resend".into();
+    let response = app.handle(common::parse_event(&v1.to_string())).await;
+    assert_eq!(response.status(), 200, "{}", json_body(&response));
+
+    // HTTP API v2: a named stage is stripped from rawPath, once and only as a whole segment.
+    for (stage, raw_path, status) in [
+        ("live", "/live/factors/resend", 200),
+        ("factors", "/factors/factors/resend", 200),
+        ("live", "/livefactors/resend", 404),
+        ("live", "/live/live/factors/resend", 404),
+    ] {
+        let mut v2 = load("apigw-v2-named-stage.json");
+        v2["requestContext"]["stage"] = stage.into();
+        v2["rawPath"] = raw_path.into();
+        let response = app.handle(common::parse_event(&v2.to_string())).await;
+        assert_eq!(response.status(), status, "{stage} {raw_path}");
+    }
+}
