@@ -9,10 +9,11 @@ if [[ ! -x $moto ]]; then
   exit 1
 fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-log=$(mktemp -t moto.XXXXXX.log)
+mkdir -p .dev/logs
+log=.dev/logs/moto-test.log
 "$moto" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 pid=$!
-cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"; }
+cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 for _ in $(seq 1 100); do
