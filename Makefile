@@ -27,6 +27,7 @@ help:
 	@echo "make test   formatting, clippy and every test (starts and stops its own services)"
 	@echo "make demo   the end-to-end check alone: sample events through cargo lambda watch"
 	@echo "make check-deploy   sam build for x86_64 (slow: a release build)"
+	@echo "make bench  cold start, latency, memory and size of the release artifact"
 
 tools: $(VENV)/.installed
 
@@ -52,3 +53,8 @@ dev: tools
 ## then brings it down.
 demo: tools $(LINT_VENV)/.installed
 	$(BIN)/python scripts/stack.py demo --conformance
+
+.PHONY: bench
+## Cold start, latency, memory and size of the release artifact (never a pass/fail test).
+bench: tools
+	$(BIN)/python scripts/bench.py

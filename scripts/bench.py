@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""make bench: what the deployed artifact costs at cold start and per request.
+
+Builds the release `bootstrap` exactly as `sam build` does (cargo lambda build --release),
+then runs it as Lambda would: against a Runtime API (a small emulation here, on
+127.0.0.1), reading its secret from moto and calling the local Okta sandbox. Reports:
+
+  artifact size      the stripped bootstrap binary
+  init               process start -> first /next call (config, AWS SDK set-up, secret read)
+  first invocation   the first request after init (new TLS-free connection to the sandbox)
+  warm invocations   median and p99 of the following requests
+  peak RSS           VmHWM of the function process at the end
+
+Numbers are wall-clock on this machine and loopback services: compare runs, do not read
+them as Lambda's. Nothing here fails on a number; the results go to .dev/bench.json.
+"""
+
+import json
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack import DEV, ROOT, SECRET_ID, REGION, VENV_BIN, Stack, StackError, say  # noqa: E402
+
+WARM_INVOCATIONS = 200
+USER = "00ub0oNGTSWTBKOLGLNR"
+BOOTSTRAP = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "lambda" / "okta-resend" / "bootstrap"
+
+
+class RuntimeApi:
+    """The part of the Lambda Runtime API a function uses: next, response, error."""
+
+    def __init__(self):
+        self.events: queue.Queue = queue.Queue()
+        self.responses: dict[str, tuple[float, dict]] = {}
+        self.first_next: float | None = None
+        self.init_error: str | None = None
+        self.done = threading.Condition()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if not self.path.endswith("/runtime/invocation/next"):
+                    self.send_error(404)
+                    return
+                if api.first_next is None:
+                    api.first_next = time.perf_counter()
+                request_id, event = api.events.get()
+                body = json.dumps(event).encode()
+                self.send_response(200)
+                self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30_000))
+                self.send_header("Lambda-Runtime-Invoked-Function-Arn",
+                                 "arn:aws:lambda:us-east-1:123456789012:function:okta-resend")
+                self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = self.path.strip("/").split("/")
+                if parts[-2:] == ["init", "error"]:
+                    api.init_error = body.decode(errors="replace")
+                elif parts[-1] in ("response", "error"):
+                    with api.done:
+                        reply = json.loads(body or b"{}")
+                        api.responses[parts[-2]] = (time.perf_counter(), reply if parts[-1] == "response" else {"error": reply})
+                        api.done.notify_all()
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def invoke(self, event: dict, timeout: float = 30) -> tuple[float, dict]:
+        """Queues one event; returns (seconds until the response, the response)."""
+        request_id = str(uuid.uuid4())
+        start = time.perf_counter()
+        self.events.put((request_id, event))
+        with self.done:
+            if not self.done.wait_for(lambda: request_id in self.responses, timeout):
+                raise StackError("the function did not answer an invocation within 30 s")
+        finished, reply = self.responses.pop(request_id)
+        return finished - start, reply
+
+
+def sms_event(factor_id: str) -> dict:
+    template = json.loads((ROOT / "events" / "apigw-v2-sms.json").read_text())
+    template["body"] = json.dumps({"userId": USER, "factorId": factor_id, "phoneNumber": "+1 555 415 1337"})
+    return template
+
+
+def peak_rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def main() -> int:
+    say("building the release bootstrap as sam build does (cargo lambda build --release; minutes when cold)")
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run([VENV_BIN / "cargo-lambda", "lambda", "build", "--release", "--bin", "okta-resend"],
+                   cwd=ROOT, env=env, check=True)
+    subprocess.run(["cargo", "build", "--quiet", "-p", "okta-sandbox"], cwd=ROOT, check=True)
+
+    stack = Stack(quiet_function=True, sms_cooldown_ms=30_000, email_cooldown_ms=5_000, port=None)
+    runtime = RuntimeApi()
+    try:
+        stack.start_moto()
+        stack.start_sandbox()
+        function_env = {
+            "PATH": "/usr/bin:/bin",
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{runtime.port}",
+            "AWS_LAMBDA_FUNCTION_NAME": "okta-resend",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/okta-resend",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+            "AWS_LAMBDA_LOG_LEVEL": "INFO",
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": stack.moto_url,
+            "OKTA_ORG_URL": stack.okta_url,
+            "OKTA_SECRET_ID": SECRET_ID,
+        }
+        started = time.perf_counter()
+        proc = stack.spawn("bench-function", [BOOTSTRAP], env=function_env)
+        stack.wait_until("the function's first /next", lambda: runtime.first_next is not None, 30, proc,
+                         ".dev/logs/bench-function.log")
+        if runtime.init_error:
+            raise StackError(f"init failed: {runtime.init_error}")
+        init_ms = (runtime.first_next - started) * 1000
+
+        first_s, reply = runtime.invoke(sms_event("smsBenchFactor000000"))
+        if reply.get("statusCode") != 200:
+            raise StackError(f"first invocation answered {reply}")
+        warm = []
+        for i in range(WARM_INVOCATIONS):
+            seconds, reply = runtime.invoke(sms_event(f"smsBenchFactor{i + 1:06d}"))
+            if reply.get("statusCode") != 200:
+                raise StackError(f"warm invocation {i} answered {reply}")
+            warm.append(seconds * 1000)
+        rss = peak_rss_kib(proc.pid)
+    finally:
+        stack.stop()
+        runtime.server.shutdown()
+
+    warm.sort()
+    results = {
+        "artifact_bytes": BOOTSTRAP.stat().st_size,
+        "init_ms": round(init_ms, 1),
+        "first_invocation_ms": round(first_s * 1000, 1),
+        "warm_median_ms": round(statistics.median(warm), 2),
+        "warm_p99_ms": round(warm[int(len(warm) * 0.99) - 1], 2),
+        "warm_invocations": len(warm),
+        "peak_rss_kib": rss,
+    }
+    (DEV / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"""
+okta-resend release bootstrap ({BOOTSTRAP.relative_to(ROOT)})
+  artifact size        {results['artifact_bytes'] / 1e6:.2f} MB
+  init                 {results['init_ms']} ms  (start -> first /next: config, SDK, secret read from moto)
+  first invocation     {results['first_invocation_ms']} ms
+  warm invocations     median {results['warm_median_ms']} ms, p99 {results['warm_p99_ms']} ms  ({len(warm)} requests)
+  peak RSS             {rss / 1024 if rss else float('nan'):.1f} MiB
+(results in .dev/bench.json; loopback services, this machine's clock: compare runs, not absolutes)""")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (StackError, subprocess.CalledProcessError) as err:
+        say(f"failed: {err}")
+        sys.exit(1)
