@@ -56,7 +56,7 @@ async fn answer(sandbox: &Sandbox, body: &Value, timeout: Duration) -> (u16, Val
 
 #[tokio::test]
 async fn okta_per_factor_cooldown_is_passed_on_and_then_lifts() {
-    let sandbox = sandbox(|c| c.sms_cooldown = Duration::from_millis(700)).await;
+    let sandbox = sandbox(|c| c.sms_cooldown = Duration::from_millis(1500)).await;
     let factor = "smsCooldownTest00001";
     let body = sms(USER, factor);
     let timeout = Duration::from_secs(2);
@@ -72,7 +72,7 @@ async fn okta_per_factor_cooldown_is_passed_on_and_then_lifts() {
         1,
         "the throttled call sent nothing"
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(answer(&sandbox, &body, timeout).await.0, 200);
     assert_eq!(sent_count(&sandbox, USER, factor).await, 2);
 }

@@ -304,9 +304,9 @@ async fn unknown_users_and_factors_are_404() {
 #[tokio::test]
 async fn cooldowns_throttle_each_factor_with_its_own_code() {
     let mut config = Config::new(TOKEN);
-    config.sms_cooldown = Duration::from_millis(400);
-    config.call_cooldown = Duration::from_millis(400);
-    config.email_cooldown = Duration::from_millis(400);
+    config.sms_cooldown = Duration::from_millis(2000);
+    config.call_cooldown = Duration::from_millis(2000);
+    config.email_cooldown = Duration::from_millis(2000);
     let sb = start(config).await;
     for (fid, code) in [
         (SEED_SMS, "E0000109"),
@@ -337,7 +337,7 @@ async fn cooldowns_throttle_each_factor_with_its_own_code() {
         assert_eq!(state["sent"], 1, "a throttled resend sends nothing");
         assert_eq!(state["code"], first_code, "nor changes the code");
     }
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     for fid in [SEED_SMS, SEED_CALL, SEED_EMAIL] {
         assert_eq!(
             sb.resend(SEED_USER, fid, &body_for(fid)).await.status(),
