@@ -92,6 +92,10 @@ class Stack:
         return proc
 
     def stop(self) -> None:
+        # A second Ctrl-C (or SIGTERM) must not cut the clean-up short and leave
+        # services running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
                 try:
