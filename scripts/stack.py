@@ -193,7 +193,10 @@ class Stack:
             "AWS_LAMBDA_LOG_LEVEL": "INFO",
         }
         argv = [VENV_BIN / "cargo-lambda", "lambda", "watch", "-A", "127.0.0.1", "-P", self.port,
-                "--bin", FUNCTION, "--quiet", "--ignore-changes"]
+                "--bin", FUNCTION, "--quiet"]
+        if self.quiet_function:
+            # demo: one fixed build; dev keeps cargo lambda watch's own reloading.
+            argv.append("--ignore-changes")
         for key, value in env_vars.items():
             argv += ["--env-var", f"{key}={value}"]
         env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
@@ -337,7 +340,7 @@ okta-resend is running locally.
 
   Okta sandbox   {stack.okta_url}   user {user}, factors {json.dumps(factors)}
   moto           {stack.moto_url}   secret {SECRET_ID}
-  function       {stack.function_url}   logs below
+  function       {stack.function_url}   logs below; saving a file under src/ rebuilds and restarts it
 
 Try it (paste into another terminal):
 
@@ -370,7 +373,10 @@ def main() -> int:
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Also SIGINT: a shell that starts us in the background hands it down ignored; and
+    # SIGHUP, for a closed terminal.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     try:
         stack.up()
         return demo(stack, args.conformance) if args.mode == "demo" else dev(stack)
