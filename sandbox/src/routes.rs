@@ -152,6 +152,19 @@ fn lookup(user_id: &str, factor_id: &str) -> Result<Kind, String> {
         .ok_or_else(|| format!("Resource not found: {factor_id} (UserFactor)"))
 }
 
+/// [`lookup`], then the JSON body: Okta answers 404 before it looks at the body.
+fn lookup_with_body(
+    user_id: &str,
+    factor_id: &str,
+    body: &[u8],
+) -> Result<(Kind, Value), Box<Response>> {
+    let kind =
+        lookup(user_id, factor_id).map_err(|cause| Box::new(okta_error("E0000007", &[&cause])))?;
+    let received =
+        serde_json::from_slice::<Value>(body).map_err(|_| Box::new(okta_error("E0000003", &[])))?;
+    Ok((kind, received))
+}
+
 async fn get_factor(
     State(sandbox): State<Shared>,
     Path((uid, fid)): Path<(String, String)>,
@@ -173,12 +186,9 @@ async fn resend(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let kind = match lookup(&uid, &fid) {
-        Ok(kind) => kind,
-        Err(cause) => return okta_error("E0000007", &[&cause]),
-    };
-    let Ok(received) = serde_json::from_slice::<Value>(&body) else {
-        return okta_error("E0000003", &[]);
+    let (kind, received) = match lookup_with_body(&uid, &fid, &body) {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     let profile = validate_resend(kind, &received);
     let cooldown = sandbox.cooldown(kind);
@@ -285,12 +295,9 @@ async fn activate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let kind = match lookup(&uid, &fid) {
-        Ok(kind) => kind,
-        Err(cause) => return okta_error("E0000007", &[&cause]),
-    };
-    let Ok(received) = serde_json::from_slice::<Value>(&body) else {
-        return okta_error("E0000003", &[]);
+    let (kind, received) = match lookup_with_body(&uid, &fid, &body) {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     let pass_code = received.get("passCode").and_then(Value::as_str);
     let base = base_url(&headers);

@@ -81,6 +81,12 @@ impl Sandbox {
         let url = format!("{}/sandbox/factors/{fid}?userId={uid}", self.base);
         self.http.get(url).send().await.unwrap()
     }
+
+    /// The code the factor's user would have received last.
+    async fn current_code(&self, uid: &str, fid: &str) -> String {
+        let state: Value = self.state(uid, fid).await.json().await.unwrap();
+        state["code"].as_str().unwrap().to_owned()
+    }
 }
 
 /// The status and Okta errorCode of an error answer.
@@ -412,15 +418,7 @@ async fn activate_checks_the_current_code_then_the_factor_is_active() {
             .status(),
         StatusCode::OK
     );
-    let code = sb
-        .state(SEED_USER, SEED_SMS)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = sb.current_code(SEED_USER, SEED_SMS).await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     assert_eq!(
         error_of(sb.activate(SEED_USER, SEED_SMS, wrong).await).await,
@@ -465,15 +463,7 @@ async fn a_resend_replaces_the_code_and_too_many_attempts_lock_the_factor() {
         sb.resend(SEED_USER, fid, &body_for(fid)).await.status(),
         StatusCode::OK
     );
-    let code = sb
-        .state(SEED_USER, fid)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = sb.current_code(SEED_USER, fid).await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for attempt in 1..=5 {
         let response = sb.activate(SEED_USER, fid, wrong).await;
