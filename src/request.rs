@@ -617,6 +617,9 @@ mod tests {
         for key in [
             "jane@example.com",
             "+15554151337 ",
+            "15554151337",
+            "x5554151337",
+            "_id",
             &"k".repeat(41),
             "",
             "ü",
