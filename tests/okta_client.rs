@@ -6,6 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{TOKEN, USER, app, json_body, resend_event};
+use lambda_http::Body;
+use lambda_http::http::Response;
 use lambda_http::http::header::RETRY_AFTER;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
@@ -16,6 +18,13 @@ const RESEND: &str = "/api/v1/users/00ub0oNGTSWTBKOLGLNR/factors/sms2gt8gzgEBPUW
 
 fn sms_request() -> Value {
     json!({"userId": USER, "factorId": SMS, "factorType": "sms", "phoneNumber": "+1 (555) 415-1337"})
+}
+
+/// The sample sms request, sent through the handler to `okta` with a 2 s budget.
+async fn resend_sms(okta: &MockServer) -> Response<Body> {
+    app(&okta.uri(), Duration::from_secs(2))
+        .handle(resend_event(&sms_request()))
+        .await
 }
 
 async fn okta_answering(template: ResponseTemplate) -> MockServer {
@@ -108,9 +117,7 @@ async fn success_answers_sent_with_the_factor_cooldown() {
     let factor = json!({"id": SMS, "factorType": "sms", "status": "PENDING_ACTIVATION",
         "_links": {"resend": [{"name": "sms", "href": "x", "hints": {"allow": ["POST"]}}]}});
     let okta = okta_answering(ResponseTemplate::new(200).set_body_json(factor)).await;
-    let response = app(&okta.uri(), Duration::from_secs(2))
-        .handle(resend_event(&sms_request()))
-        .await;
+    let response = resend_sms(&okta).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(
@@ -127,9 +134,7 @@ async fn a_200_whose_body_cannot_be_parsed_is_still_sent() {
         "{\"_links\":{\"resend\":{\"href\":1}}}",
     ] {
         let okta = okta_answering(ResponseTemplate::new(200).set_body_string(body)).await;
-        let response = app(&okta.uri(), Duration::from_secs(2))
-            .handle(resend_event(&sms_request()))
-            .await;
+        let response = resend_sms(&okta).await;
         assert_eq!(response.status(), 200, "{body:?}");
     }
 }
@@ -153,9 +158,7 @@ async fn each_okta_error_reaches_the_app_as_its_problem() {
     ];
     for (okta_status, okta_code, status, code, retry_after) in cases {
         let okta = okta_answering(okta_error(okta_status, okta_code)).await;
-        let response = app(&okta.uri(), Duration::from_secs(2))
-            .handle(resend_event(&sms_request()))
-            .await;
+        let response = resend_sms(&okta).await;
         let body = json_body(&response);
         assert_eq!(response.status(), status, "{okta_code}: {body}");
         assert_eq!(
@@ -198,9 +201,7 @@ async fn rate_limit_wait_comes_from_okta_headers() {
         .insert_header("x-rate-limit-remaining", "0")
         .insert_header("x-rate-limit-reset", (now + 9).to_string().as_str());
     let okta = okta_answering(template).await;
-    let response = app(&okta.uri(), Duration::from_secs(2))
-        .handle(resend_event(&sms_request()))
-        .await;
+    let response = resend_sms(&okta).await;
     assert_eq!(response.status(), 429);
     let wait: u64 = response.headers()[RETRY_AFTER]
         .to_str()
@@ -226,9 +227,7 @@ async fn okta_failures_without_a_known_code_are_upstream_errors() {
     ];
     for template in cases {
         let okta = okta_answering(template).await;
-        let response = app(&okta.uri(), Duration::from_secs(2))
-            .handle(resend_event(&sms_request()))
-            .await;
+        let response = resend_sms(&okta).await;
         assert_eq!(response.status(), 502);
         assert_eq!(json_body(&response)["code"], "upstream_error");
     }
@@ -244,9 +243,7 @@ async fn redirects_are_not_followed() {
         .expect(0)
         .mount(&okta)
         .await;
-    let response = app(&okta.uri(), Duration::from_secs(2))
-        .handle(resend_event(&sms_request()))
-        .await;
+    let response = resend_sms(&okta).await;
     assert_eq!(response.status(), 502);
     assert_eq!(json_body(&response)["code"], "upstream_error");
 }

@@ -20,6 +20,17 @@ fn config(org_url: &str, secret_id: &str) -> Config {
     .unwrap()
 }
 
+/// Init against moto with `secret_id`, which must fail.
+async fn init_failure(moto: &Moto, secret_id: &str) -> okta_resend::InitError {
+    okta_resend::init_with(
+        &config("https://example.okta.com", secret_id),
+        &moto.sdk_config().await,
+    )
+    .await
+    .err()
+    .expect("init must fail")
+}
+
 /// Init reads `secret_value` and the resulting app calls Okta with `SSWS <TOKEN>`.
 async fn init_then_resend(moto: &Moto, secret_value: &str) {
     let secret_id = moto.create_secret("okta-resend/token", secret_value).await;
@@ -76,13 +87,7 @@ async fn secret_lookup_by_arn() {
 async fn missing_secret_fails_init_naming_the_secret() {
     let moto = Moto::start();
     let secret_id = common::unique("okta-resend/does-not-exist");
-    let err = okta_resend::init_with(
-        &config("https://example.okta.com", &secret_id),
-        &moto.sdk_config().await,
-    )
-    .await
-    .err()
-    .expect("init must fail");
+    let err = init_failure(&moto, &secret_id).await;
     let message = err.to_string();
     assert!(message.contains(&secret_id), "{message}");
     assert!(message.contains("ResourceNotFoundException"), "{message}");
@@ -96,13 +101,7 @@ async fn unusable_secret_values_fail_init_without_echoing_them() {
         "has space-private-value",
     ] {
         let secret_id = moto.create_secret("okta-resend/bad", value).await;
-        let err = okta_resend::init_with(
-            &config("https://example.okta.com", &secret_id),
-            &moto.sdk_config().await,
-        )
-        .await
-        .err()
-        .expect("init must fail");
+        let err = init_failure(&moto, &secret_id).await;
         assert!(
             matches!(
                 err,
