@@ -92,6 +92,7 @@ build-arm64: tools $(SAM_VENV)/.installed
 ## Re-pin the deploy tools: fresh venvs from the top-level versions, then pip freeze.
 SAM_CLI_VERSION := 1.170.0
 OPENAPI_SPEC_VALIDATOR_VERSION := 0.9.0
+SCHEMATHESIS_VERSION := 4.32.5
 freeze-deploy-tools:
 	rm -rf .venv-freeze
 	$(PYTHON) -m venv .venv-freeze
@@ -99,6 +100,6 @@ freeze-deploy-tools:
 	.venv-freeze/bin/pip freeze --exclude-editable > tools/requirements-sam.txt
 	rm -rf .venv-freeze
 	$(PYTHON) -m venv .venv-freeze
-	.venv-freeze/bin/pip install -q --disable-pip-version-check openapi-spec-validator==$(OPENAPI_SPEC_VALIDATOR_VERSION)
+	.venv-freeze/bin/pip install -q --disable-pip-version-check openapi-spec-validator==$(OPENAPI_SPEC_VALIDATOR_VERSION) schemathesis==$(SCHEMATHESIS_VERSION)
 	.venv-freeze/bin/pip freeze --exclude-editable > tools/requirements-lint.txt
 	rm -rf .venv-freeze
