@@ -12,7 +12,8 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-/// The secret read is bounded: a cold start must fail clearly, not hang.
+/// The secret read is bounded: a cold start must fail clearly, not hang. This is the read's
+/// only timeout (the SDK's own operation timeout is not set), so the message is always ours.
 pub const SECRET_READ_TIMEOUT: Duration = Duration::from_secs(4);
 
 #[derive(Debug, thiserror::Error)]

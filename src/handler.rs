@@ -11,9 +11,9 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use serde::Serialize;
 
+use crate::api_error::ApiError;
 use crate::okta::{OktaClient, OktaError, OktaMeta};
-use crate::problem::ApiError;
-use crate::request::{Destination, ResendRequest};
+use crate::request::ResendRequest;
 
 /// The only route this function serves.
 pub const ROUTE: &str = "/factors/resend";
@@ -114,13 +114,7 @@ impl App {
         let request = ResendRequest::from_json(body)?;
         summary.user_id = Some(request.user_id().to_string());
         summary.factor_type = Some(request.factor_type().as_str());
-        summary.destination = Some(match request.destination() {
-            Destination::Sms { phone } | Destination::Call { phone, .. } => phone.to_string(),
-            Destination::Email { email } => email.to_string(),
-        });
-
-        // "May this request go to Okta?" belongs here, as its own step, once there is a
-        // shared cooldown and daily cap (issue: DynamoDB-backed guard).
+        summary.destination = Some(request.destination().to_string());
 
         let reply = self.okta.resend(&request).await;
         summary.okta = reply.meta;

@@ -1,10 +1,12 @@
 //! okta-resend: re-send the one-time code of an Okta factor being enrolled.
 //!
-//! `main.rs` sets up logging, reads [`Config`], calls [`init`] and hands [`App::handle`]
-//! to the Lambda runtime. Everything else lives here, so tests drive the same code.
+//! `main.rs` sets up logging, calls [`init_from_env`] and hands [`App::handle`] to the
+//! Lambda runtime. Everything else lives here, so tests drive the same code.
 
+pub mod api_error;
 pub mod config;
 pub mod credential;
+pub mod domain;
 pub mod handler;
 pub mod logging;
 pub mod okta;
@@ -17,8 +19,8 @@ use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
-pub use config::Config;
-use credential::{CredentialError, SECRET_READ_TIMEOUT, SecretsManagerSource};
+pub use config::{Config, ConfigError};
+use credential::{CredentialError, SecretsManagerSource, TokenSource};
 pub use handler::App;
 use okta::OktaClient;
 
@@ -26,14 +28,18 @@ use okta::OktaClient;
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
     Credential(#[from] CredentialError),
     #[error("could not build the Okta HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
 }
 
-/// All cold-start work, in one place: AWS config, the credential read, the Okta client.
-pub async fn init(config: &Config) -> Result<App, InitError> {
-    init_with(config, &aws_sdk_config().await).await
+/// All cold-start work, in one place: the configuration from the environment, the AWS
+/// config, the credential read, the Okta client.
+pub async fn init_from_env() -> Result<App, InitError> {
+    let config = Config::from_env()?;
+    init_with_sdk_config(&config, &aws_sdk_config().await).await
 }
 
 /// The AWS SDK configuration from the environment (region, credentials,
@@ -49,16 +55,17 @@ pub fn aws_sdk_config_loader() -> aws_config::ConfigLoader {
         .build_https();
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
+        // Each call's whole budget is set where it is made (the secret read's, for one),
+        // so there is one timeout per call, never two racing ones.
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
-                .operation_timeout(SECRET_READ_TIMEOUT)
                 .build(),
         )
 }
 
-/// [`init`] with a given AWS SDK configuration.
-pub async fn init_with(
+/// The cold start of [`init_from_env`], from a given configuration and AWS SDK configuration.
+pub async fn init_with_sdk_config(
     config: &Config,
     sdk_config: &aws_config::SdkConfig,
 ) -> Result<App, InitError> {
@@ -67,6 +74,12 @@ pub async fn init_with(
         config.secret_id.clone(),
     );
     let token = secrets.fetch().await?;
+    app_with_token(config, token)
+}
+
+/// The [`App`] for `config`, calling Okta with `token`: the one place an `App` is
+/// assembled, for the cold start and for tests that bring their own token.
+pub fn app_with_token(config: &Config, token: TokenSource) -> Result<App, InitError> {
     let okta = OktaClient::new(config.org_url.clone(), token, config.okta_timeout)?;
     Ok(App::new(okta))
 }

@@ -1,18 +1,20 @@
 use std::process::ExitCode;
 
 use lambda_http::{Error, service_fn};
-use okta_resend::{Config, init, logging};
+use okta_resend::{init_from_env, logging};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     logging::init();
 
-    let app = match Config::from_env() {
-        Ok(config) => match init(&config).await {
-            Ok(app) => app,
-            Err(err) => return cold_start_failed(&err),
-        },
-        Err(err) => return cold_start_failed(&err),
+    let app = match init_from_env().await {
+        Ok(app) => app,
+        // One ERROR line naming what is wrong (never a secret value), then a non-zero
+        // exit, which Lambda reports as an init error.
+        Err(err) => {
+            tracing::error!(event = "cold_start_failed", error = %err, "okta-resend cannot start");
+            return ExitCode::FAILURE;
+        }
     };
 
     let app = &app;
@@ -24,11 +26,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// One ERROR line naming what is wrong (never a secret value), then a non-zero exit,
-/// which Lambda reports as an init error.
-fn cold_start_failed(err: &dyn std::error::Error) -> ExitCode {
-    tracing::error!(event = "cold_start_failed", error = %err, "okta-resend cannot start");
-    ExitCode::FAILURE
 }

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::config::OrgUrl;
 use crate::credential::TokenSource;
+use crate::domain::FactorType;
 use crate::request::{Destination, ResendRequest};
 
 /// Okta's answer is never read past this many bytes.
@@ -187,7 +188,7 @@ struct ErrorBody {
 }
 
 /// Maps a non-2xx answer. `errorCode` decides; the status only when the code is unknown.
-fn classify(
+pub(crate) fn classify(
     status: StatusCode,
     code: Option<&str>,
     headers: &HeaderMap,
@@ -196,12 +197,9 @@ fn classify(
     match code {
         Some("E0000007") => OktaError::NotFound,
         Some("E0000001" | "E0000003") => OktaError::Rejected,
-        Some("E0000109" | "E0000133") => OktaError::ResendTooSoon {
-            retry_after_seconds: 30,
-        },
-        Some("E0000118") => OktaError::ResendTooSoon {
-            retry_after_seconds: 5,
-        },
+        Some("E0000109") => too_soon(FactorType::Sms),
+        Some("E0000133") => too_soon(FactorType::Call),
+        Some("E0000118") => too_soon(FactorType::Email),
         Some("E0000146" | "E0000147") => OktaError::DailyLimitReached,
         Some("E0000047") => OktaError::RateLimited {
             retry_after_seconds: rate_limit_wait(headers, now),
@@ -224,6 +222,13 @@ fn classify(
                 reason: "unexpected answer",
             },
         },
+    }
+}
+
+/// Okta's per-factor throttle for this type of factor.
+fn too_soon(factor_type: FactorType) -> OktaError {
+    OktaError::ResendTooSoon {
+        retry_after_seconds: factor_type.cooldown_seconds(),
     }
 }
 
@@ -294,11 +299,11 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
 
-    fn at(secs: u64) -> SystemTime {
+    pub(crate) fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
@@ -308,126 +313,6 @@ mod tests {
             map.append(*name, HeaderValue::from_str(value).unwrap());
         }
         map
-    }
-
-    #[test]
-    fn error_codes_decide_whatever_the_status() {
-        let none = HeaderMap::new();
-        let now = at(0);
-        let cases = [
-            (404, "E0000007", OktaError::NotFound),
-            (400, "E0000001", OktaError::Rejected),
-            (400, "E0000003", OktaError::Rejected),
-            (
-                429,
-                "E0000109",
-                OktaError::ResendTooSoon {
-                    retry_after_seconds: 30,
-                },
-            ),
-            (
-                429,
-                "E0000133",
-                OktaError::ResendTooSoon {
-                    retry_after_seconds: 30,
-                },
-            ),
-            (
-                429,
-                "E0000118",
-                OktaError::ResendTooSoon {
-                    retry_after_seconds: 5,
-                },
-            ),
-            (429, "E0000146", OktaError::DailyLimitReached),
-            (403, "E0000146", OktaError::DailyLimitReached),
-            (403, "E0000147", OktaError::DailyLimitReached),
-            (
-                429,
-                "E0000047",
-                OktaError::RateLimited {
-                    retry_after_seconds: 60,
-                },
-            ),
-            (
-                401,
-                "E0000011",
-                OktaError::CredentialRejected { status: 401 },
-            ),
-            (
-                403,
-                "E0000006",
-                OktaError::CredentialRejected { status: 403 },
-            ),
-            // A known code on an unusual status still decides.
-            (400, "E0000007", OktaError::NotFound),
-        ];
-        for (status, code, want) in cases {
-            let status = StatusCode::from_u16(status).unwrap();
-            assert_eq!(
-                classify(status, Some(code), &none, now),
-                want,
-                "{status} {code}"
-            );
-        }
-    }
-
-    #[test]
-    fn status_decides_without_a_known_code() {
-        let none = HeaderMap::new();
-        let now = at(0);
-        let cases = [
-            (
-                500,
-                None,
-                OktaError::Upstream {
-                    reason: "server error",
-                },
-            ),
-            (
-                503,
-                Some("E0000009"),
-                OktaError::Upstream {
-                    reason: "server error",
-                },
-            ),
-            (
-                400,
-                Some("E0000999"),
-                OktaError::Upstream {
-                    reason: "unexpected answer",
-                },
-            ),
-            (
-                404,
-                None,
-                OktaError::Upstream {
-                    reason: "unexpected answer",
-                },
-            ),
-            (302, None, OktaError::Upstream { reason: "redirect" }),
-            (401, None, OktaError::CredentialRejected { status: 401 }),
-            (
-                403,
-                Some("E0000068"),
-                OktaError::CredentialRejected { status: 403 },
-            ),
-            (
-                429,
-                None,
-                OktaError::RateLimited {
-                    retry_after_seconds: 60,
-                },
-            ),
-        ];
-        for (status, code, want) in cases {
-            let status = StatusCode::from_u16(status).unwrap();
-            assert_eq!(
-                classify(status, code, &none, now),
-                want,
-                "{status} {code:?}"
-            );
-        }
     }
 
     #[test]

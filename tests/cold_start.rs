@@ -6,6 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::Moto;
+use okta_resend::config::{ORG_URL_VAR, SECRET_ID_VAR, TIMEOUT_VAR};
 
 fn run(envs: &[(&str, &str)]) -> (bool, Vec<serde_json::Value>) {
     let output = Command::new(env!("CARGO_BIN_EXE_okta-resend"))
@@ -31,7 +32,7 @@ fn single_error(lines: &[serde_json::Value]) -> String {
 
 #[test]
 fn missing_org_url_is_named() {
-    let (ok, lines) = run(&[("OKTA_SECRET_ID", "okta/resend")]);
+    let (ok, lines) = run(&[(SECRET_ID_VAR, "okta/resend")]);
     assert!(!ok);
     assert_eq!(single_error(&lines), "OKTA_ORG_URL is not set");
 }
@@ -39,9 +40,9 @@ fn missing_org_url_is_named() {
 #[test]
 fn bad_timeout_is_named() {
     let (ok, lines) = run(&[
-        ("OKTA_ORG_URL", "https://example.okta.com"),
-        ("OKTA_SECRET_ID", "okta/resend"),
-        ("OKTA_TIMEOUT_MS", "60000"),
+        (ORG_URL_VAR, "https://example.okta.com"),
+        (SECRET_ID_VAR, "okta/resend"),
+        (TIMEOUT_VAR, "60000"),
     ]);
     assert!(!ok);
     assert!(single_error(&lines).starts_with("OKTA_TIMEOUT_MS is invalid"));
@@ -51,8 +52,8 @@ fn bad_timeout_is_named() {
 fn unreadable_secret_is_named() {
     let moto = Moto::start();
     let (ok, lines) = run(&[
-        ("OKTA_ORG_URL", "https://example.okta.com"),
-        ("OKTA_SECRET_ID", "okta/not-there"),
+        (ORG_URL_VAR, "https://example.okta.com"),
+        (SECRET_ID_VAR, "okta/not-there"),
         ("AWS_ENDPOINT_URL", &moto.endpoint),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "testing"),

@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::{Moto, TOKEN, USER, json_body, resend_event};
+use common::{EMAIL, Moto, PHONE_DIGITS, TOKEN, USER, json_body, okta_error, resend_event};
 use serde_json::{Value, json};
 use tracing_subscriber::fmt::MakeWriter;
 use wiremock::matchers::path_regex;
@@ -32,18 +32,6 @@ impl<'a> MakeWriter<'a> for Capture {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
-}
-
-const PHONE_DIGITS: &str = "5554151337";
-const EMAIL: &str = "jane.doe@example.com";
-
-fn okta_error(status: u16, code: &str) -> ResponseTemplate {
-    // Okta's summaries can quote the number and address: they must not reach our logs.
-    ResponseTemplate::new(status)
-        .insert_header("x-okta-request-id", format!("okta-{code}").as_str())
-        .set_body_json(json!({"errorCode": code,
-            "errorSummary": format!("Invalid phone +1{PHONE_DIGITS} for {EMAIL}"),
-            "errorCauses": [{"errorSummary": format!("+1{PHONE_DIGITS}")}]}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,13 +64,8 @@ async fn logs_and_problems_never_carry_secrets_or_personal_data() {
             .mount(&okta)
             .await;
     }
-    let config = okta_resend::Config::from_lookup(|name| match name {
-        "OKTA_ORG_URL" => Some(okta.uri()),
-        "OKTA_SECRET_ID" => Some(secret_id.clone()),
-        _ => None,
-    })
-    .unwrap();
-    let app = okta_resend::init_with(&config, &moto.sdk_config().await)
+    let config = common::config(&okta.uri(), &secret_id, &[]);
+    let app = okta_resend::init_with_sdk_config(&config, &moto.sdk_config().await)
         .await
         .expect("init");
 

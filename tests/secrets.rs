@@ -5,25 +5,15 @@ mod common;
 use std::time::Duration;
 
 use common::{Moto, TOKEN, USER, json_body, resend_event};
-use okta_resend::Config;
 use okta_resend::credential::CredentialError;
 use serde_json::json;
 use wiremock::matchers::header;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn config(org_url: &str, secret_id: &str) -> Config {
-    Config::from_lookup(|name| match name {
-        "OKTA_ORG_URL" => Some(org_url.to_owned()),
-        "OKTA_SECRET_ID" => Some(secret_id.to_owned()),
-        _ => None,
-    })
-    .unwrap()
-}
-
 /// Init against moto with `secret_id`, which must fail.
 async fn init_failure(moto: &Moto, secret_id: &str) -> okta_resend::InitError {
-    okta_resend::init_with(
-        &config("https://example.okta.com", secret_id),
+    okta_resend::init_with_sdk_config(
+        &common::config("https://example.okta.com", secret_id, &[]),
         &moto.sdk_config().await,
     )
     .await
@@ -40,9 +30,12 @@ async fn init_then_resend(moto: &Moto, secret_value: &str) {
         .expect(1)
         .mount(&okta)
         .await;
-    let app = okta_resend::init_with(&config(&okta.uri(), &secret_id), &moto.sdk_config().await)
-        .await
-        .expect("init");
+    let app = okta_resend::init_with_sdk_config(
+        &common::config(&okta.uri(), &secret_id, &[]),
+        &moto.sdk_config().await,
+    )
+    .await
+    .expect("init");
     let body =
         json!({"userId": USER, "factorId": "sms2gt8gzgEBPUWBIFHN", "phoneNumber": "+15554151337"});
     let response = app.handle(resend_event(&body)).await;
@@ -75,8 +68,8 @@ async fn secret_lookup_by_arn() {
         .unwrap()
         .arn
         .unwrap();
-    let app = okta_resend::init_with(
-        &config("https://example.okta.com", &arn),
+    let app = okta_resend::init_with_sdk_config(
+        &common::config("https://example.okta.com", &arn, &[]),
         &moto.sdk_config().await,
     )
     .await;
@@ -137,10 +130,13 @@ async fn a_secrets_manager_that_never_answers_fails_init_within_the_bound() {
         .load()
         .await;
     let started = std::time::Instant::now();
-    let err = okta_resend::init_with(&config("https://example.okta.com", "okta/x"), &sdk)
-        .await
-        .err()
-        .expect("init must fail");
+    let err = okta_resend::init_with_sdk_config(
+        &common::config("https://example.okta.com", "okta/x", &[]),
+        &sdk,
+    )
+    .await
+    .err()
+    .expect("init must fail");
     let waited = started.elapsed();
     // The bound is SECRET_READ_TIMEOUT (4 s); generous slack for a loaded CI machine.
     assert!(

@@ -60,6 +60,49 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
     }
 }
 
+/// A sandbox served on 127.0.0.1 in the current tokio runtime; stops when dropped.
+pub struct Running {
+    /// `http://127.0.0.1:PORT`, the org URL to give a client.
+    pub url: String,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves a fresh sandbox with `config` on a free loopback port: the one way tests start
+/// one in-process.
+pub async fn spawn(config: Config) -> std::io::Result<Running> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(serve(listener, config));
+    Ok(Running { url, task })
+}
+
+/// Polls `check` every 50 ms until it yields `Some`, for at most `within`: how tests wait
+/// for a cooldown to lift or a late answer to land, instead of sleeping a fixed time.
+/// Panics naming `what` when time runs out.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The one line printed on stdout at start-up, keys in a fixed order:
 /// `{"event":"listening","url":…,"user":…,"factors":{"sms":…,"call":…,"email":…}}`.
 pub fn listening_line(url: &str) -> String {

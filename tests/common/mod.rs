@@ -12,12 +12,18 @@ use aws_config::Region;
 use aws_sdk_secretsmanager::config::Credentials;
 use lambda_http::http::Response;
 use lambda_http::{Body, Context, Request, RequestExt};
+use okta_resend::config::{ORG_URL_VAR, SECRET_ID_VAR, TIMEOUT_VAR};
 use okta_resend::credential::TokenSource;
-use okta_resend::okta::OktaClient;
 use okta_resend::{App, Config};
+use serde_json::json;
+use wiremock::ResponseTemplate;
 
 pub const TOKEN: &str = "00TestApiToken-a1b2c3d4e5f6g7h8i9j0";
 pub const USER: &str = "00ub0oNGTSWTBKOLGLNR";
+/// The digits of the phone number the tests send, and their email address: neither may
+/// ever appear in a log line or a problem body.
+pub const PHONE_DIGITS: &str = "5554151337";
+pub const EMAIL: &str = "jane.doe@example.com";
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -126,17 +132,34 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The configuration for Okta at `org_url` and the secret `secret_id`, plus `more`
+/// variables (named with the config module's constants).
+pub fn config(org_url: &str, secret_id: &str, more: &[(&str, &str)]) -> Config {
+    let mut pairs = vec![(ORG_URL_VAR, org_url), (SECRET_ID_VAR, secret_id)];
+    pairs.extend_from_slice(more);
+    Config::from_pairs(&pairs).expect("test config")
+}
+
 /// An `App` talking to Okta at `org_url` with [`TOKEN`], without Secrets Manager.
 pub fn app(org_url: &str, timeout: Duration) -> App {
-    let config = Config::from_lookup(|name| match name {
-        "OKTA_ORG_URL" => Some(org_url.to_owned()),
-        "OKTA_SECRET_ID" => Some("unused".to_owned()),
-        "OKTA_TIMEOUT_MS" => Some(timeout.as_millis().to_string()),
-        _ => None,
-    })
-    .expect("test config");
+    let timeout_ms = timeout.as_millis().to_string();
+    let config = config(org_url, "unused", &[(TIMEOUT_VAR, &timeout_ms)]);
     let token = TokenSource::from_secret_string(TOKEN).unwrap();
-    App::new(OktaClient::new(config.org_url, token, config.okta_timeout).unwrap())
+    okta_resend::app_with_token(&config, token).expect("test app")
+}
+
+/// An error answer in Okta's shape. Its texts quote a phone number and an email address,
+/// as Okta's can: they must never reach our logs or problem bodies.
+pub fn okta_error(status: u16, code: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .insert_header("x-okta-request-id", format!("okta-{code}").as_str())
+        .set_body_json(json!({
+            "errorCode": code,
+            "errorSummary": format!("Invalid phone +1{PHONE_DIGITS} for {EMAIL}"),
+            "errorLink": code,
+            "errorId": "oaeXXXXXXXX",
+            "errorCauses": [{"errorSummary": format!("+1{PHONE_DIGITS}")}]
+        }))
 }
 
 /// A sample event from `events/`, as the runtime would hand it over, with a Lambda

@@ -1,0 +1,335 @@
+//! [`ApiError`]: every reason a request did not lead to a sent code, and the one match
+//! that turns each into its problem response.
+
+use std::borrow::Cow;
+
+use lambda_http::http::StatusCode;
+
+use crate::handler::{MAX_BODY_BYTES, ROUTE};
+use crate::okta::OktaError;
+use crate::problem::Problem;
+use crate::request::ValidationError;
+
+/// Why a request did not lead to a sent code, at the HTTP boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("request body is not application/json")]
+    UnsupportedMediaType,
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Okta(#[from] OktaError),
+}
+
+impl ApiError {
+    /// The single mapping from every error to its answer. `detail` is our own fixed
+    /// wording, safe to show a user: never Okta's text, never internals.
+    pub fn problem(&self) -> Problem {
+        use ApiError as A;
+        use OktaError as O;
+        use ValidationError as V;
+        let fixed = Cow::Borrowed;
+        let (status, code, title, detail, retry_after_seconds) = match self {
+            A::NotFound | A::Okta(O::NotFound) => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                fixed("The user, the factor or the resource does not exist."),
+                None,
+            ),
+            A::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                Cow::Owned(format!("Only POST is allowed on {ROUTE}.")),
+                None,
+            ),
+            A::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                Cow::Owned(format!(
+                    "The request body must be at most {MAX_BODY_BYTES} bytes."
+                )),
+                None,
+            ),
+            A::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                fixed("The request body must be sent with Content-Type: application/json."),
+                None,
+            ),
+            A::Invalid(V::InvalidJson) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "Invalid JSON",
+                fixed("The request body must be a JSON object, each key once."),
+                None,
+            ),
+            A::Invalid(V::InvalidRequest { .. }) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Invalid request",
+                fixed(
+                    "The field named in `field` is missing, has the wrong type, is not allowed for this factor type, or is unknown.",
+                ),
+                None,
+            ),
+            A::Invalid(V::InvalidUserId) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_user_id",
+                "Invalid user id",
+                fixed("userId must be an Okta user id: exactly 20 letters or digits."),
+                None,
+            ),
+            A::Invalid(V::InvalidFactorId) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_factor_id",
+                "Invalid factor id",
+                fixed("factorId must be an Okta factor id: exactly 20 letters or digits."),
+                None,
+            ),
+            A::Invalid(V::InvalidPhoneNumber { .. }) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_phone_number",
+                "Invalid phone number",
+                fixed(
+                    "phoneNumber must be an international number such as +1 555 415 1337; phoneExtension, when given, 1 to 15 digits.",
+                ),
+                None,
+            ),
+            A::Invalid(V::InvalidEmail) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_email",
+                "Invalid email address",
+                fixed("email must be an email address of at most 254 characters."),
+                None,
+            ),
+            A::Okta(O::Rejected) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rejected_by_okta",
+                "Rejected by Okta",
+                fixed(
+                    "Okta refused to send a new code: the factor may no longer be waiting for activation, or the number is not accepted. Start the enrollment again.",
+                ),
+                None,
+            ),
+            A::Okta(O::ResendTooSoon {
+                retry_after_seconds,
+            }) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "resend_too_soon",
+                "Resend too soon",
+                fixed(
+                    "A code was sent moments ago. Wait retryAfterSeconds before asking for another.",
+                ),
+                Some(*retry_after_seconds),
+            ),
+            A::Okta(O::DailyLimitReached) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "daily_limit_reached",
+                "Daily limit reached",
+                fixed(
+                    "This factor has received as many codes as allowed in 24 hours. Try again later or choose another factor.",
+                ),
+                None,
+            ),
+            A::Okta(O::RateLimited {
+                retry_after_seconds,
+            }) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+                fixed("Too many requests right now. Try again after retryAfterSeconds."),
+                Some(*retry_after_seconds),
+            ),
+            A::Okta(O::CredentialRejected { .. } | O::Upstream { .. }) => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "Upstream error",
+                fixed(
+                    "The code could not be sent because of a temporary problem. It may still arrive: wait for the factor's cooldown before asking again.",
+                ),
+                None,
+            ),
+            A::Okta(O::Timeout) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "Upstream timeout",
+                fixed(
+                    "Okta did not answer in time. The code may still arrive: wait for the factor's cooldown before asking again.",
+                ),
+                None,
+            ),
+        };
+        let field = if let A::Invalid(err) = self {
+            err.field_name().map(str::to_owned)
+        } else {
+            None
+        };
+        Problem {
+            status,
+            code,
+            title,
+            detail,
+            field,
+            retry_after_seconds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lambda_http::Body;
+    use lambda_http::http::Response;
+    use lambda_http::http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+    use reqwest::header::HeaderMap;
+
+    use super::*;
+    use crate::okta::classify;
+    use crate::okta::tests::at;
+
+    fn body(response: &Response<Body>) -> serde_json::Value {
+        serde_json::from_slice(response.body()).unwrap()
+    }
+
+    /// Status, `code`, `type`, `requestId` and the media type of `err`'s answer.
+    fn assert_problem(err: &ApiError, status: u16, code: &str) -> Response<Body> {
+        let response = err.problem().into_response("req-1");
+        assert_eq!(response.status().as_u16(), status, "{err:?}");
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+        let json = body(&response);
+        assert_eq!(json["status"], status, "{err:?}");
+        assert_eq!(json["code"], code, "{err:?}");
+        assert_eq!(json["type"], format!("urn:okta-resend:problem:{code}"));
+        assert_eq!(json["requestId"], "req-1");
+        assert!(json["title"].is_string() && json["detail"].is_string());
+        response
+    }
+
+    #[test]
+    fn every_request_error_has_its_status_code_and_field() {
+        use ValidationError as V;
+        let cases: Vec<(ApiError, u16, &str, Option<&str>)> = vec![
+            (ApiError::NotFound, 404, "not_found", None),
+            (ApiError::MethodNotAllowed, 405, "method_not_allowed", None),
+            (ApiError::PayloadTooLarge, 413, "payload_too_large", None),
+            (
+                ApiError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+                None,
+            ),
+            (V::InvalidJson.into(), 400, "invalid_json", None),
+            (
+                V::InvalidRequest {
+                    field: "factorType".into(),
+                }
+                .into(),
+                400,
+                "invalid_request",
+                Some("factorType"),
+            ),
+            (
+                V::InvalidUserId.into(),
+                400,
+                "invalid_user_id",
+                Some("userId"),
+            ),
+            (
+                V::InvalidFactorId.into(),
+                400,
+                "invalid_factor_id",
+                Some("factorId"),
+            ),
+            (
+                V::InvalidPhoneNumber {
+                    field: "phoneExtension",
+                }
+                .into(),
+                400,
+                "invalid_phone_number",
+                Some("phoneExtension"),
+            ),
+            (V::InvalidEmail.into(), 400, "invalid_email", Some("email")),
+        ];
+        for (err, status, code, field) in cases {
+            let response = assert_problem(&err, status, code);
+            assert_eq!(body(&response)["field"].as_str(), field, "{err:?}");
+            assert!(response.headers().get(RETRY_AFTER).is_none());
+        }
+    }
+
+    #[test]
+    fn fixed_facts_are_quoted_from_their_one_source() {
+        let detail = |err: ApiError| err.problem().detail.into_owned();
+        assert!(detail(ApiError::MethodNotAllowed).contains(ROUTE));
+        assert!(detail(ApiError::PayloadTooLarge).contains(&MAX_BODY_BYTES.to_string()));
+        let response = ApiError::MethodNotAllowed.problem().into_response("r");
+        assert_eq!(response.headers()[ALLOW], "POST");
+    }
+
+    /// Every answer of Okta's the function decides on, and what the app then gets: the one
+    /// exhaustive table (integration tests pin one case of each class end to end).
+    #[test]
+    fn each_okta_answer_becomes_its_problem() {
+        // (Okta status, errorCode, our status, our code, Retry-After)
+        let cases = [
+            (404, Some("E0000007"), 404, "not_found", None),
+            (400, Some("E0000007"), 404, "not_found", None), // the code decides
+            (400, Some("E0000001"), 422, "rejected_by_okta", None),
+            (400, Some("E0000003"), 422, "rejected_by_okta", None),
+            (429, Some("E0000109"), 429, "resend_too_soon", Some(30)),
+            (429, Some("E0000133"), 429, "resend_too_soon", Some(30)),
+            (429, Some("E0000118"), 429, "resend_too_soon", Some(5)),
+            (429, Some("E0000146"), 429, "daily_limit_reached", None),
+            (403, Some("E0000146"), 429, "daily_limit_reached", None),
+            (403, Some("E0000147"), 429, "daily_limit_reached", None),
+            (429, Some("E0000047"), 429, "rate_limited", Some(60)),
+            (429, None, 429, "rate_limited", Some(60)),
+            (401, Some("E0000011"), 502, "upstream_error", None),
+            (403, Some("E0000006"), 502, "upstream_error", None),
+            (401, None, 502, "upstream_error", None),
+            (403, Some("E0000068"), 502, "upstream_error", None),
+            (500, None, 502, "upstream_error", None),
+            (500, Some("E0000009"), 502, "upstream_error", None),
+            (503, Some("E0000009"), 502, "upstream_error", None),
+            (502, None, 502, "upstream_error", None),
+            (400, Some("E0000999"), 502, "upstream_error", None),
+            (400, None, 502, "upstream_error", None),
+            (404, None, 502, "upstream_error", None),
+            (302, None, 502, "upstream_error", None),
+            (301, None, 502, "upstream_error", None),
+        ];
+        for (okta_status, okta_code, status, code, retry_after) in cases {
+            let okta_status = reqwest::StatusCode::from_u16(okta_status).unwrap();
+            let err = ApiError::from(classify(okta_status, okta_code, &HeaderMap::new(), at(0)));
+            let response = assert_problem(&err, status, code);
+            let header = response
+                .headers()
+                .get(RETRY_AFTER)
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            assert_eq!(header, retry_after, "{okta_status} {okta_code:?}");
+            assert_eq!(
+                body(&response)["retryAfterSeconds"].as_u64(),
+                retry_after,
+                "{okta_status} {okta_code:?}"
+            );
+        }
+        let credential = classify(
+            reqwest::StatusCode::UNAUTHORIZED,
+            None,
+            &HeaderMap::new(),
+            at(0),
+        );
+        assert_eq!(credential, OktaError::CredentialRejected { status: 401 });
+        assert_problem(&OktaError::Timeout.into(), 504, "upstream_timeout");
+    }
+}
