@@ -35,11 +35,12 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## Every test: the template and OpenAPI checks, unit and integration tests (moto
-## started once for the run and always stopped), then the end-to-end run through the
-## real Lambda runtime with its conformance check against openapi.yaml (make demo).
+## Every test: the template and OpenAPI checks, unit and integration tests (moto started
+## once for the run by scripts/moto.py and always stopped: MOTO_ENDPOINT, plus a moto that
+## serves one request at a time, MOTO_SERIAL_ENDPOINT), then the end-to-end run through
+## the real Lambda runtime with its conformance check against openapi.yaml (make demo).
 test: tools lint check-template check-openapi
-	MOTO_SERVER=$(BIN)/moto_server scripts/with-moto.sh cargo nextest run --workspace --no-fail-fast
+	$(BIN)/python scripts/moto.py run --serial-too -- cargo nextest run --workspace --no-fail-fast
 	$(MAKE) --no-print-directory demo
 
 

@@ -3,8 +3,9 @@
 `cargo lambda watch`, all on 127.0.0.1.
 
     stack.py dev    bring the stack up, print how to call it, run until Ctrl-C
-    stack.py demo   bring it up, send every sample event and a few HTTP calls, print a
-                    table, bring it down; exit 1 when any answer differs from the manifest
+    stack.py demo   bring it up, send every sample event and a few HTTP calls (both listed
+                    in events/manifest.json), print a table, bring it down; exit 1 when any
+                    answer differs from the manifest
 
 Everything started here is stopped on exit, on Ctrl-C and on failure half-way. Logs and
 state go under .dev/ in the repository.
@@ -24,6 +25,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import moto as moto_launcher  # noqa: E402  scripts/moto.py (the one moto launcher), not the moto package
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -133,10 +137,13 @@ class Stack:
         subprocess.run(["cargo", "build", "--quiet", "-p", "okta-sandbox"], cwd=ROOT, check=True)
 
     def start_moto(self) -> None:
-        port = free_port()
-        self.moto_url = f"http://127.0.0.1:{port}"
-        proc = self.spawn("moto", [VENV_BIN / "moto_server", "-H", "127.0.0.1", "-p", port])
-        self.wait_until("moto", lambda: http("GET", f"{self.moto_url}/moto-api/")[0] == 200, 20, proc, ".dev/logs/moto.log")
+        try:
+            moto = moto_launcher.start(log=self.logs / "moto.log")
+        except moto_launcher.MotoError as err:
+            raise StackError(str(err)) from err
+        # Its own process group, like everything spawned here: stop() ends it with the rest.
+        self.procs.append(("moto", moto.proc))
+        self.moto_url = moto.endpoint
         import boto3  # from the venv this script runs in
 
         client = boto3.client(
@@ -274,30 +281,6 @@ def answer_code(status, body: str) -> str:
 
 
 USER = "00ub0oNGTSWTBKOLGLNR"
-# HTTP calls use factor ids of their own, so the sandbox's cooldown never mixes them
-# with the sample events.
-HTTP_CASES = [
-    ("POST sms (curl)", "POST", "/factors/resend",
-     {"userId": USER, "factorId": "smsCurlDemoFactor001", "phoneNumber": "+1 (555) 415-1337"}, 200, "sent"),
-    ("POST the same sms again", "POST", "/factors/resend",
-     {"userId": USER, "factorId": "smsCurlDemoFactor001", "phoneNumber": "+1 (555) 415-1337"}, 429, "resend_too_soon"),
-    ("POST call (curl)", "POST", "/factors/resend",
-     {"userId": USER, "factorId": "clfCurlDemoFactor001", "factorType": "call", "phoneNumber": "+442079460958"}, 200, "sent"),
-    ("POST email (curl)", "POST", "/factors/resend",
-     {"userId": USER, "factorId": "emfCurlDemoFactor001", "factorType": "email", "email": "jane.doe@example.com"}, 200, "sent"),
-    ("POST path injection ../../groups", "POST", "/factors/resend",
-     {"userId": "../../groups", "factorId": "smsCurlDemoFactor002", "phoneNumber": "+15554151337"}, 400, "invalid_user_id"),
-    ("POST malformed JSON", "POST", "/factors/resend", '{"userId":', 400, "invalid_json"),
-    ("DELETE /factors/resend", "DELETE", "/factors/resend", None, 405, "method_not_allowed"),
-    ("POST unknown user (Okta 404)", "POST", "/factors/resend",
-     {"userId": "00gNotAUser000000000", "factorId": "smsCurlDemoFactor003", "phoneNumber": "+15554151337"}, 404, "not_found"),
-    ("POST Okta daily cap (E0000146)", "POST", "/factors/resend",
-     {"userId": "00uE0000146000000000", "factorId": "smsCurlDemoFactor004", "phoneNumber": "+15554151337"}, 429, "daily_limit_reached"),
-    ("POST Okta 500", "POST", "/factors/resend",
-     {"userId": "00ufault500000000000", "factorId": "smsCurlDemoFactor005", "phoneNumber": "+15554151337"}, 502, "upstream_error"),
-    ("POST Okta too slow", "POST", "/factors/resend",
-     {"userId": "00ufaultslow00000000", "factorId": "smsCurlDemoFactor006", "phoneNumber": "+15554151337"}, 504, "upstream_timeout"),
-]
 
 
 def demo(stack: Stack, conformance: bool) -> int:
@@ -307,9 +290,10 @@ def demo(stack: Stack, conformance: bool) -> int:
     for case in manifest["cases"]:
         status, code = stack.invoke(case["event"])
         rows.append((f"invoke {case['event']}", case["status"], case["code"], status, code))
-    for name, method, path, body, want_status, want_code in HTTP_CASES:
-        status, code = stack.curl(method, path, body)
-        rows.append((name, want_status, want_code, status, code))
+    for case in manifest["http"]:
+        status, code = stack.curl(case["method"], case["path"], case.get("body"),
+                                  case.get("contentType", "application/json"))
+        rows.append((case["name"], case["status"], case["code"], status, code))
 
     width = max(len(r[0]) for r in rows)
     print(f"\n{'request':<{width}}  expected                      got")
