@@ -31,6 +31,7 @@ DEPLOY_JWT_PARAMS := JwtIssuer=https://example.okta.com/oauth2/default \
   JwtAudience=api://default,okta-resend-app \
   OktaSecretKmsKeyArn=arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab \
   AlarmTopicArn=arn:aws:sns:us-east-1:123456789012:okta-resend-alarms \
+  JwtAuthorizationScopes=okta.resend AllowedPrefixes=+1,+44 DeniedPrefixes=+1876 \
   ReservedConcurrency=5 Architecture=x86_64 LogLevel=DEBUG
 
 $(SAM_VENV)/.installed: tools/requirements-sam.txt

@@ -10,6 +10,7 @@ then runs it as Lambda would: against a Runtime API (a small emulation here, on
   first invocation   the first request after init (new TLS-free connection to the sandbox)
   warm invocations   median and p99 of the following requests
   peak RSS           VmHWM of the function process at the end
+  factor check off   the same warm figures with VERIFY_FACTOR=false: what the check costs
 
 Numbers are wall-clock on this machine and loopback services: compare runs, do not read
 them as Lambda's. Nothing here fails on a number; the results go to .dev/bench.json.
@@ -117,18 +118,11 @@ def peak_rss_kib(pid: int) -> int | None:
     return None
 
 
-def main() -> int:
-    say("building the release bootstrap as sam build does (cargo lambda build --release; minutes when cold)")
-    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
-    subprocess.run([VENV_BIN / "cargo-lambda", "lambda", "build", "--release", "--bin", "okta-resend"],
-                   cwd=ROOT, env=env, check=True)
-    subprocess.run(["cargo", "build", "--quiet", "-p", "okta-sandbox"], cwd=ROOT, check=True)
-
-    stack = Stack(quiet_function=True, sms_cooldown_ms=30_000, email_cooldown_ms=5_000, port=None)
+def run_function(stack: Stack, name: str, extra_env: dict, factor_prefix: str) -> dict:
+    """Starts the bootstrap against its own Runtime API with `extra_env`, then times init,
+    the first invocation and WARM_INVOCATIONS more, each for a new factor (no cooldown)."""
     runtime = RuntimeApi()
     try:
-        stack.start_moto()
-        stack.start_sandbox()
         function_env = {
             "PATH": "/usr/bin:/bin",
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{runtime.port}",
@@ -144,32 +138,30 @@ def main() -> int:
             "AWS_ENDPOINT_URL": stack.moto_url,
             "OKTA_ORG_URL": stack.okta_url,
             "OKTA_SECRET_ID": SECRET_ID,
+            **extra_env,
         }
         started = time.perf_counter()
-        proc = stack.spawn("bench-function", [BOOTSTRAP], env=function_env)
+        proc = stack.spawn(name, [BOOTSTRAP], env=function_env)
         stack.wait_until("the function's first /next", lambda: runtime.first_next is not None, 30, proc,
-                         ".dev/logs/bench-function.log")
+                         f".dev/logs/{name}.log")
         if runtime.init_error:
             raise StackError(f"init failed: {runtime.init_error}")
         init_ms = (runtime.first_next - started) * 1000
 
-        first_s, reply = runtime.invoke(sms_event("smsBenchFactor000000"))
+        first_s, reply = runtime.invoke(sms_event(f"{factor_prefix}000000"))
         if reply.get("statusCode") != 200:
             raise StackError(f"first invocation answered {reply}")
         warm = []
         for i in range(WARM_INVOCATIONS):
-            seconds, reply = runtime.invoke(sms_event(f"smsBenchFactor{i + 1:06d}"))
+            seconds, reply = runtime.invoke(sms_event(f"{factor_prefix}{i + 1:06d}"))
             if reply.get("statusCode") != 200:
                 raise StackError(f"warm invocation {i} answered {reply}")
             warm.append(seconds * 1000)
         rss = peak_rss_kib(proc.pid)
     finally:
-        stack.stop()
         runtime.server.shutdown()
-
     warm.sort()
-    results = {
-        "artifact_bytes": BOOTSTRAP.stat().st_size,
+    return {
         "init_ms": round(init_ms, 1),
         "first_invocation_ms": round(first_s * 1000, 1),
         "warm_median_ms": round(statistics.median(warm), 2),
@@ -177,14 +169,38 @@ def main() -> int:
         "warm_invocations": len(warm),
         "peak_rss_kib": rss,
     }
+
+
+def main() -> int:
+    say("building the release bootstrap as sam build does (cargo lambda build --release; minutes when cold)")
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run([VENV_BIN / "cargo-lambda", "lambda", "build", "--release", "--bin", "okta-resend"],
+                   cwd=ROOT, env=env, check=True)
+    subprocess.run(["cargo", "build", "--quiet", "-p", "okta-sandbox"], cwd=ROOT, check=True)
+
+    stack = Stack(quiet_function=True, sms_cooldown_ms=30_000, email_cooldown_ms=5_000, port=None)
+    try:
+        stack.start_moto()
+        stack.start_sandbox()
+        # As deployed (the factor check on), then without it: the check's cost per request.
+        results = run_function(stack, "bench-function", {}, "smsBenchFactor")
+        results["factor_check_off"] = run_function(
+            stack, "bench-function-check-off", {"VERIFY_FACTOR": "false"}, "smsBenchNoCheck")
+    finally:
+        stack.stop()
+
+    results = {"artifact_bytes": BOOTSTRAP.stat().st_size, **results}
     (DEV / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    off = results["factor_check_off"]
+    rss = results["peak_rss_kib"]
     print(f"""
 okta-resend release bootstrap ({BOOTSTRAP.relative_to(ROOT)})
   artifact size        {results['artifact_bytes'] / 1e6:.2f} MB
   init                 {results['init_ms']} ms  (start -> first /next: config, SDK, secret read from moto)
   first invocation     {results['first_invocation_ms']} ms
-  warm invocations     median {results['warm_median_ms']} ms, p99 {results['warm_p99_ms']} ms  ({len(warm)} requests)
+  warm invocations     median {results['warm_median_ms']} ms, p99 {results['warm_p99_ms']} ms  ({results['warm_invocations']} requests)
   peak RSS             {rss / 1024 if rss else float('nan'):.1f} MiB
+  factor check off     warm median {off['warm_median_ms']} ms, p99 {off['warm_p99_ms']} ms (VERIFY_FACTOR=false: one Okta call fewer)
 (results in .dev/bench.json; loopback services, this machine's clock: compare runs, not absolutes)""")
     return 0
 

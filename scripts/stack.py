@@ -186,9 +186,11 @@ class Stack:
         self.wait_until("okta-sandbox", lambda: http("GET", f"{self.okta_url}/sandbox/health")[0] == 200, 10, proc)
         say(f"Okta sandbox on {self.okta_url}")
 
-    def start_function(self) -> None:
-        self.port = preferred_port(self.wanted_port) if self.wanted_port else free_port()
-        self.function_url = f"http://127.0.0.1:{self.port}/lambda-url/{FUNCTION}"
+    def start_function(self, extra_env: dict | None = None, name: str = "function") -> int:
+        """Starts okta-resend under `cargo lambda watch` with the stack's variables plus
+        `extra_env`; returns its port. The first one started is the stack's function."""
+        port = preferred_port(self.wanted_port) if self.wanted_port and name == "function" else free_port()
+        function_url = f"http://127.0.0.1:{port}/lambda-url/{FUNCTION}"
         env_vars = {
             "OKTA_ORG_URL": self.okta_url,
             "OKTA_SECRET_ID": SECRET_ID,
@@ -198,8 +200,9 @@ class Stack:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_LAMBDA_LOG_LEVEL": "INFO",
+            **(extra_env or {}),
         }
-        argv = [VENV_BIN / "cargo-lambda", "lambda", "watch", "-A", "127.0.0.1", "-P", self.port,
+        argv = [VENV_BIN / "cargo-lambda", "lambda", "watch", "-A", "127.0.0.1", "-P", port,
                 "--bin", FUNCTION, "--quiet"]
         if self.quiet_function:
             # demo: one fixed build; dev keeps cargo lambda watch's own reloading.
@@ -207,18 +210,21 @@ class Stack:
         for key, value in env_vars.items():
             argv += ["--env-var", f"{key}={value}"]
         env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
-        log = ".dev/logs/function.log"
-        proc = self.spawn("function", argv, env=env, cwd=ROOT, **({} if self.quiet_function else {"stdout": None, "stderr": None}))
+        log = f".dev/logs/{name}.log"
+        proc = self.spawn(name, argv, env=env, cwd=ROOT, **({} if self.quiet_function else {"stdout": None, "stderr": None}))
         # The first request starts the function: a 405 proves the whole chain (runtime,
         # init, the secret read from moto) is up.
         self.wait_until(
             "okta-resend under cargo lambda watch",
-            lambda: http("GET", f"{self.function_url}/factors/resend", timeout=120)[0] == 405,
+            lambda: http("GET", f"{function_url}/factors/resend", timeout=120)[0] == 405,
             300,
             proc,
             log,
         )
-        say(f"okta-resend on {self.function_url} (cargo lambda watch, Runtime API on port {self.port})")
+        if name == "function":
+            self.port, self.function_url = port, function_url
+        say(f"okta-resend ({name}) on {function_url} (cargo lambda watch, Runtime API on port {port})")
+        return port
 
     def up(self) -> None:
         self.build()
@@ -227,11 +233,12 @@ class Stack:
         self.start_function()
 
     # -- calls -------------------------------------------------------------------------
-    def invoke(self, event_file: str):
-        """Sends a sample event through the Runtime API with `cargo lambda invoke`."""
+    def invoke(self, event_file: str, port: int | None = None):
+        """Sends a sample event through the Runtime API with `cargo lambda invoke`, to the
+        stack's function or the one on `port`."""
         out = subprocess.run(
             [VENV_BIN / "cargo-lambda", "lambda", "invoke", FUNCTION, "--data-file", ROOT / "events" / event_file,
-             "-A", "127.0.0.1", "-P", str(self.port), "-o", "json"],
+             "-A", "127.0.0.1", "-P", str(port or self.port), "-o", "json"],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )
         if out.returncode != 0:
@@ -287,9 +294,15 @@ def demo(stack: Stack, conformance: bool) -> int:
     (DEV / "answers.jsonl").unlink(missing_ok=True)
     manifest = json.loads((ROOT / "events" / "manifest.json").read_text())
     rows = []
+    # One function per configuration the manifest names (the default one is the stack's).
+    ports = {"default": stack.port}
+    for config in sorted({case.get("config", "default") for case in manifest["cases"]} - {"default"}):
+        ports[config] = stack.start_function(manifest["configs"][config]["env"], name=f"function-{config}")
     for case in manifest["cases"]:
-        status, code = stack.invoke(case["event"])
-        rows.append((f"invoke {case['event']}", case["status"], case["code"], status, code))
+        config = case.get("config", "default")
+        status, code = stack.invoke(case["event"], ports[config])
+        label = f"invoke {case['event']}" + ("" if config == "default" else f" ({config})")
+        rows.append((label, case["status"], case["code"], status, code))
     for case in manifest["http"]:
         status, code = stack.curl(case["method"], case["path"], case.get("body"),
                                   case.get("contentType", "application/json"))

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use lambda_http::http::StatusCode;
 
+use crate::factor::FactorCheckError;
 use crate::handler::{MAX_BODY_BYTES, ROUTE};
 use crate::okta::OktaError;
 use crate::problem::Problem;
@@ -23,6 +24,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    #[error("the caller's verified user is not the request's userId")]
+    CallerMismatch,
+    #[error(transparent)]
+    Factor(#[from] FactorCheckError),
+    #[error("the destination policy refuses this number")]
+    DestinationNotAllowed,
     #[error(transparent)]
     Okta(#[from] OktaError),
 }
@@ -32,6 +39,7 @@ impl ApiError {
     /// wording, safe to show a user: never Okta's text, never internals.
     pub fn problem(&self) -> Problem {
         use ApiError as A;
+        use FactorCheckError as F;
         use OktaError as O;
         use ValidationError as V;
         let fixed = Cow::Borrowed;
@@ -110,6 +118,45 @@ impl ApiError {
                 "invalid_email",
                 "Invalid email address",
                 fixed("email must be an email address of at most 254 characters."),
+                None,
+            ),
+            A::CallerMismatch => (
+                StatusCode::FORBIDDEN,
+                "caller_mismatch",
+                "Caller mismatch",
+                fixed("A signed-in user may only ask for codes for its own factors."),
+                None,
+            ),
+            A::Factor(F::NotPending) => (
+                StatusCode::CONFLICT,
+                "factor_not_pending",
+                "Factor not pending",
+                fixed(
+                    "This factor is not waiting for activation, so there is no code to resend. Start the enrollment again.",
+                ),
+                None,
+            ),
+            A::Factor(F::TypeMismatch) => (
+                StatusCode::CONFLICT,
+                "factor_type_mismatch",
+                "Factor type mismatch",
+                fixed("factorType is not the type of this factor."),
+                None,
+            ),
+            A::Factor(F::DestinationMismatch | F::DestinationUnreadable) => (
+                StatusCode::CONFLICT,
+                "destination_mismatch",
+                "Destination mismatch",
+                fixed(
+                    "The code cannot be sent: the phone number or email address is not the one enrolled for this factor. Start the enrollment again.",
+                ),
+                None,
+            ),
+            A::DestinationNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "destination_not_allowed",
+                "Destination not allowed",
+                fixed("Codes cannot be sent to this phone number. Choose another factor."),
                 None,
             ),
             A::Okta(O::Rejected) => (
@@ -215,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn every_request_error_has_its_status_code_and_field() {
+    fn every_error_of_ours_has_its_status_code_and_field() {
         use ValidationError as V;
         let cases: Vec<(ApiError, u16, &str, Option<&str>)> = vec![
             (ApiError::NotFound, 404, "not_found", None),
@@ -259,6 +306,37 @@ mod tests {
                 Some("phoneExtension"),
             ),
             (V::InvalidEmail.into(), 400, "invalid_email", Some("email")),
+            (ApiError::CallerMismatch, 403, "caller_mismatch", None),
+            (
+                FactorCheckError::NotPending.into(),
+                409,
+                "factor_not_pending",
+                None,
+            ),
+            (
+                FactorCheckError::TypeMismatch.into(),
+                409,
+                "factor_type_mismatch",
+                None,
+            ),
+            (
+                FactorCheckError::DestinationMismatch.into(),
+                409,
+                "destination_mismatch",
+                None,
+            ),
+            (
+                FactorCheckError::DestinationUnreadable.into(),
+                409,
+                "destination_mismatch",
+                None,
+            ),
+            (
+                ApiError::DestinationNotAllowed,
+                403,
+                "destination_not_allowed",
+                None,
+            ),
         ];
         for (err, status, code, field) in cases {
             let response = assert_problem(&err, status, code);

@@ -5,9 +5,15 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use crate::policy::{DestinationPolicy, PhonePrefix};
+
 pub const ORG_URL_VAR: &str = "OKTA_ORG_URL";
 pub const SECRET_ID_VAR: &str = "OKTA_SECRET_ID";
 pub const TIMEOUT_VAR: &str = "OKTA_TIMEOUT_MS";
+pub const VERIFY_FACTOR_VAR: &str = "VERIFY_FACTOR";
+pub const ALLOWED_PREFIXES_VAR: &str = "RESEND_ALLOWED_PREFIXES";
+pub const DENIED_PREFIXES_VAR: &str = "RESEND_DENIED_PREFIXES";
+pub const CALLER_CLAIM_VAR: &str = "CALLER_USER_CLAIM";
 
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// API Gateway gives up at 29 s; the Okta call must end well before.
@@ -72,8 +78,14 @@ pub struct Config {
     pub org_url: OrgUrl,
     /// Secrets Manager secret name or ARN holding the Okta credential.
     pub secret_id: String,
-    /// Budget for the whole Okta call, connect included.
+    /// Budget for all of a request's Okta calls together, connects included.
     pub okta_timeout: Duration,
+    /// Read the factor from Okta before each resend and send to its enrolled destination.
+    pub verify_factor: bool,
+    /// Which phone numbers may receive an SMS or a call.
+    pub destination_policy: DestinationPolicy,
+    /// The verified claim that must equal the request's `userId`; `None` binds nothing.
+    pub caller_claim: Option<String>,
 }
 
 impl Config {
@@ -122,12 +134,53 @@ impl Config {
                     ),
                 })?,
         };
+        let verify_factor = match lookup(VERIFY_FACTOR_VAR).as_deref().map(str::trim) {
+            None | Some("") | Some("true") => true,
+            Some("false") => false,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    var: VERIFY_FACTOR_VAR,
+                    reason: "expected true or false".into(),
+                });
+            }
+        };
+        let prefixes = |var: &'static str| {
+            PhonePrefix::parse_list(lookup(var).as_deref().unwrap_or(""))
+                .map_err(|reason| ConfigError::Invalid { var, reason })
+        };
+        let destination_policy = DestinationPolicy::new(
+            prefixes(ALLOWED_PREFIXES_VAR)?,
+            prefixes(DENIED_PREFIXES_VAR)?,
+        );
+        let caller_claim = match lookup(CALLER_CLAIM_VAR).map(|v| v.trim().to_owned()) {
+            None => None,
+            Some(claim) if claim.is_empty() => None,
+            Some(claim) if is_claim_name(&claim) => Some(claim),
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    var: CALLER_CLAIM_VAR,
+                    reason: "expected a claim name: 1 to 64 letters, digits, `_`, `-`, `.` or `:`"
+                        .into(),
+                });
+            }
+        };
         Ok(Self {
             org_url,
             secret_id,
             okta_timeout: Duration::from_millis(timeout_ms),
+            verify_factor,
+            destination_policy,
+            caller_claim,
         })
     }
+}
+
+/// A JWT claim name as API Gateway passes it on (`uid`, `custom:okta_id`, `cognito:username`).
+fn is_claim_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
 #[cfg(test)]
@@ -146,6 +199,51 @@ mod tests {
         assert_eq!(c.org_url.as_str(), "https://example.okta.com");
         assert_eq!(c.secret_id, "okta/resend");
         assert_eq!(c.okta_timeout, Duration::from_millis(5000));
+        assert!(c.verify_factor);
+        assert_eq!(c.destination_policy, DestinationPolicy::default());
+        assert_eq!(c.caller_claim, None);
+    }
+
+    #[test]
+    fn abuse_settings() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut all = vec![(ORG_URL_VAR, "https://example.okta.com"), SECRET];
+            all.extend_from_slice(pairs);
+            config(&all)
+        };
+        assert!(!with(&[(VERIFY_FACTOR_VAR, "false")]).unwrap().verify_factor);
+        assert!(with(&[(VERIFY_FACTOR_VAR, "true")]).unwrap().verify_factor);
+        let c = with(&[
+            (ALLOWED_PREFIXES_VAR, " +1, +44 "),
+            (DENIED_PREFIXES_VAR, "+1876"),
+            (CALLER_CLAIM_VAR, "uid"),
+        ])
+        .unwrap();
+        assert_eq!(c.caller_claim.as_deref(), Some("uid"));
+        assert_eq!(
+            c.destination_policy,
+            DestinationPolicy::new(
+                PhonePrefix::parse_list("+1,+44").unwrap(),
+                PhonePrefix::parse_list("+1876").unwrap()
+            )
+        );
+        for (var, bad) in [
+            (VERIFY_FACTOR_VAR, "no"),
+            (VERIFY_FACTOR_VAR, "TRUE1"),
+            (ALLOWED_PREFIXES_VAR, "1,44"),
+            (ALLOWED_PREFIXES_VAR, "+1,,+44"),
+            (DENIED_PREFIXES_VAR, "+0"),
+            (DENIED_PREFIXES_VAR, "+1234567890123456"),
+            (DENIED_PREFIXES_VAR, "+1 876"),
+            (CALLER_CLAIM_VAR, "a claim"),
+            (CALLER_CLAIM_VAR, &"x".repeat(65)),
+        ] {
+            let err = with(&[(var, bad)]).unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!("{var} is invalid")),
+                "{var}={bad:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -1,36 +1,45 @@
 //! The HTTP handler: one API Gateway event in, one response out, one log line written.
 //!
-//! [`App::handle`] is the request's whole path, top to bottom:
-//! route -> method -> body size -> media type -> validate -> (guard) -> Okta -> answer.
-
-use std::time::Instant;
+//! [`App::handle`] is the request's whole path, top to bottom: route -> method -> body
+//! size -> media type -> validate -> caller binding -> factor check -> destination policy
+//! -> resend -> answer. The first failure answers.
 
 use lambda_http::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use lambda_http::http::{Method, Response, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use serde::Serialize;
+use tokio::time::Instant;
 
 use crate::api_error::ApiError;
+use crate::caller::verified_claim;
+use crate::config::Config;
+use crate::factor::{DestinationSource, FactorCheckError, Resend};
 use crate::okta::{OktaClient, OktaError, OktaMeta};
-use crate::request::ResendRequest;
+use crate::policy::DestinationPolicy;
+use crate::request::{DestinationRule, ResendRequest};
 
 /// The only route this function serves.
 pub const ROUTE: &str = "/factors/resend";
 /// Largest accepted request body, counted on the decoded bytes.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
 
-/// Everything a request needs, built once per cold start (see [`crate::init`]).
+/// Everything a request needs, built once per cold start (see [`crate::init_from_env`]).
 pub struct App {
     okta: OktaClient,
+    okta_timeout: std::time::Duration,
+    verify_factor: bool,
+    destination_policy: DestinationPolicy,
+    caller_claim: Option<String>,
 }
 
-/// What the request's summary log line reports.
+/// What the request's summary log line reports. Personal data only masked.
 #[derive(Default)]
 struct Summary {
     user_id: Option<String>,
     factor_type: Option<&'static str>,
     destination: Option<String>,
+    destination_source: Option<DestinationSource>,
     okta: OktaMeta,
 }
 
@@ -44,8 +53,14 @@ struct Sent<'a> {
 }
 
 impl App {
-    pub fn new(okta: OktaClient) -> Self {
-        Self { okta }
+    pub fn new(okta: OktaClient, config: &Config) -> Self {
+        Self {
+            okta,
+            okta_timeout: config.okta_timeout,
+            verify_factor: config.verify_factor,
+            destination_policy: config.destination_policy.clone(),
+            caller_claim: config.caller_claim.clone(),
+        }
     }
 
     /// Answers one API Gateway event (HTTP API v2 or REST v1). Never fails: every error
@@ -58,17 +73,29 @@ impl App {
             .unwrap_or_default();
         let mut summary = Summary::default();
 
-        let (response, outcome) = match self.resend(&event, &mut summary).await {
-            Ok(request) => (sent_response(&request), "sent"),
+        let (response, outcome) = match self.resend(&event, started, &mut summary).await {
+            Ok(resend) => (sent_response(&resend), "sent"),
             Err(err) => {
-                if let ApiError::Okta(OktaError::CredentialRejected { status }) = err {
-                    tracing::error!(
-                        event = "okta_credential_rejected",
-                        request_id = %request_id,
-                        okta_status = status,
-                        okta_request_id = summary.okta.request_id.as_deref(),
-                        "Okta rejected the API token: check or rotate the secret named by OKTA_SECRET_ID"
-                    );
+                match &err {
+                    ApiError::Okta(OktaError::CredentialRejected { status }) => {
+                        tracing::error!(
+                            event = "okta_credential_rejected",
+                            request_id = %request_id,
+                            okta_status = status,
+                            okta_request_id = summary.okta.request_id.as_deref(),
+                            "Okta rejected the API token: check or rotate the secret named by OKTA_SECRET_ID"
+                        );
+                    }
+                    ApiError::Factor(FactorCheckError::DestinationUnreadable) => {
+                        tracing::warn!(
+                            event = "enrolled_destination_unreadable",
+                            request_id = %request_id,
+                            user_id = summary.user_id.as_deref(),
+                            factor_type = summary.factor_type,
+                            "the factor's enrolled destination is masked, empty or missing: nothing was sent"
+                        );
+                    }
+                    _ => {}
                 }
                 let problem = err.problem();
                 let code = problem.code;
@@ -82,6 +109,7 @@ impl App {
             user_id = summary.user_id.as_deref(),
             factor_type = summary.factor_type,
             destination = summary.destination.as_deref(),
+            destination_source = summary.destination_source.map(DestinationSource::as_str),
             outcome,
             status = response.status().as_u16(),
             okta_status = summary.okta.status,
@@ -96,8 +124,9 @@ impl App {
     async fn resend(
         &self,
         event: &Request,
+        started: Instant,
         summary: &mut Summary,
-    ) -> Result<ResendRequest, ApiError> {
+    ) -> Result<Resend, ApiError> {
         if route_path(event) != ROUTE {
             return Err(ApiError::NotFound);
         }
@@ -111,23 +140,59 @@ impl App {
         if !is_json(event) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let request = ResendRequest::from_json(body)?;
+        let rule = if self.verify_factor {
+            DestinationRule::Optional
+        } else {
+            DestinationRule::Required
+        };
+        let request = ResendRequest::from_json(body, rule)?;
         summary.user_id = Some(request.user_id().to_string());
         summary.factor_type = Some(request.factor_type().as_str());
-        summary.destination = Some(request.destination().to_string());
+        if let Some(destination) = request.destination() {
+            summary.destination = Some(destination.to_string());
+            summary.destination_source = Some(DestinationSource::App);
+        }
 
-        let reply = self.okta.resend(&request).await;
+        // Caller binding: before anything goes to Okta.
+        if let Some(claim) = &self.caller_claim {
+            if verified_claim(event, claim) != Some(request.user_id().as_str()) {
+                return Err(ApiError::CallerMismatch);
+            }
+        }
+
+        // Every Okta call of this request shares one deadline.
+        let deadline = started + self.okta_timeout;
+        let resend = if self.verify_factor {
+            let reply = self
+                .okta
+                .get_factor(request.user_id(), request.factor_id(), deadline)
+                .await;
+            summary.okta = reply.meta;
+            Resend::to_enrolled(&request, &reply.result?)?
+        } else {
+            Resend::to_app_destination(&request)?
+        };
+        summary.destination = Some(resend.destination().to_string());
+        summary.destination_source = Some(resend.source());
+
+        if let Some(phone) = resend.destination().phone() {
+            if !self.destination_policy.allows(phone) {
+                return Err(ApiError::DestinationNotAllowed);
+            }
+        }
+
+        let reply = self.okta.resend(&resend, deadline).await;
         summary.okta = reply.meta;
         reply.result?;
-        Ok(request)
+        Ok(resend)
     }
 }
 
-fn sent_response(request: &ResendRequest) -> Response<Body> {
-    let factor_type = request.factor_type();
+fn sent_response(resend: &Resend) -> Response<Body> {
+    let factor_type = resend.destination().factor_type();
     let body = Sent {
         status: "sent",
-        factor_id: request.factor_id().as_str(),
+        factor_id: resend.factor_id().as_str(),
         factor_type: factor_type.as_str(),
         retry_after_seconds: factor_type.cooldown_seconds(),
     };

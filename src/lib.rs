@@ -4,12 +4,15 @@
 //! Lambda runtime. Everything else lives here, so tests drive the same code.
 
 pub mod api_error;
+pub mod caller;
 pub mod config;
 pub mod credential;
 pub mod domain;
+pub mod factor;
 pub mod handler;
 pub mod logging;
 pub mod okta;
+pub mod policy;
 pub mod problem;
 pub mod request;
 
@@ -80,6 +83,6 @@ pub async fn init_with_sdk_config(
 /// The [`App`] for `config`, calling Okta with `token`: the one place an `App` is
 /// assembled, for the cold start and for tests that bring their own token.
 pub fn app_with_token(config: &Config, token: TokenSource) -> Result<App, InitError> {
-    let okta = OktaClient::new(config.org_url.clone(), token, config.okta_timeout)?;
-    Ok(App::new(okta))
+    let okta = OktaClient::new(config.org_url.clone(), token)?;
+    Ok(App::new(okta, config))
 }

@@ -1,10 +1,15 @@
-//! The Okta client: one call, `POST /api/v1/users/{userId}/factors/{factorId}/resend`.
+//! The Okta client: two calls, `GET /api/v1/users/{userId}/factors/{factorId}` (the
+//! factor check) and `POST .../resend`.
 //!
-//! It takes only a validated [`ResendRequest`], never retries (a retry can send a second
-//! SMS), reads at most 64 KiB of Okta's answer, and turns that answer into [`OktaError`]
-//! by Okta's `errorCode`, falling back to the HTTP status only when there is no known code.
+//! The resend takes only a [`Resend`] (built from a validated request), never retries (a
+//! retry can send a second SMS), every call ends by the request's one deadline, reads at
+//! most 64 KiB of Okta's answer, and turns an error into [`OktaError`] by Okta's
+//! `errorCode`, falling back to the HTTP status only when there is no known code. Both
+//! answers map the same way.
 
 use std::time::{Duration, SystemTime};
+
+use tokio::time::{Instant, timeout_at};
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE, HeaderMap};
@@ -13,8 +18,8 @@ use serde_json::json;
 
 use crate::config::OrgUrl;
 use crate::credential::TokenSource;
-use crate::domain::FactorType;
-use crate::request::{Destination, ResendRequest};
+use crate::domain::{Destination, FactorType, OktaId};
+use crate::factor::{EnrolledFactor, Resend};
 
 /// Okta's answer is never read past this many bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -51,11 +56,21 @@ pub struct OktaMeta {
     pub request_id: Option<String>,
 }
 
-/// The result of one resend call, with what was learned along the way.
+/// The result of one call, with what was learned along the way.
 #[derive(Debug)]
-pub struct OktaReply {
+pub struct OktaReply<T> {
     pub meta: OktaMeta,
-    pub result: Result<(), OktaError>,
+    pub result: Result<T, OktaError>,
+}
+
+/// What a 2xx answer's body is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnSuccess {
+    /// The answer is the point (the factor check): it must arrive in time.
+    ReadBody,
+    /// The status is the point (the resend: a 2xx means the code went out). The body is
+    /// drained until the deadline so the connection can be reused, and then ignored.
+    StatusOnly,
 }
 
 /// The Okta client. Built once per cold start and shared by every request.
@@ -66,12 +81,7 @@ pub struct OktaClient {
 }
 
 impl OktaClient {
-    /// `timeout` bounds the whole call (connect, request and reading the answer).
-    pub fn new(
-        org_url: OrgUrl,
-        token: TokenSource,
-        timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(org_url: OrgUrl, token: TokenSource) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("okta-resend/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -79,8 +89,8 @@ impl OktaClient {
             // is likely to have closed them, so a thawed instance does not write into a
             // dead socket (which, never retried, would be a 502).
             .pool_idle_timeout(Duration::from_secs(20))
-            .connect_timeout(timeout)
-            .timeout(timeout)
+            // No client timeout: each call is bounded by the request's deadline instead,
+            // one timer for everything the request sends.
             .build()?;
         Ok(Self {
             http,
@@ -89,32 +99,66 @@ impl OktaClient {
         })
     }
 
-    /// Asks Okta to send the code again. Makes exactly one HTTP request.
-    /// The client's timeout bounds the whole exchange, reading the answer included.
-    pub async fn resend(&self, request: &ResendRequest) -> OktaReply {
+    fn factor_url(&self, user_id: &OktaId, factor_id: &OktaId) -> String {
+        format!(
+            "{}/api/v1/users/{user_id}/factors/{factor_id}",
+            self.org_url.as_str()
+        )
+    }
+
+    /// Reads the factor as Okta has it on record. One HTTP request, done by `deadline`.
+    pub async fn get_factor(
+        &self,
+        user_id: &OktaId,
+        factor_id: &OktaId,
+        deadline: Instant,
+    ) -> OktaReply<EnrolledFactor> {
+        let request = self.http.get(self.factor_url(user_id, factor_id));
+        let (meta, result) = self.exchange(request, deadline, OnSuccess::ReadBody).await;
+        let result = result.and_then(|body| {
+            EnrolledFactor::from_okta_json(&body).ok_or(OktaError::Upstream {
+                reason: "unexpected answer",
+            })
+        });
+        OktaReply { meta, result }
+    }
+
+    /// Asks Okta to send the code again. Exactly one HTTP request, done by `deadline`.
+    pub async fn resend(&self, resend: &Resend, deadline: Instant) -> OktaReply<()> {
         let url = format!(
-            "{}/api/v1/users/{}/factors/{}/resend",
-            self.org_url.as_str(),
-            request.user_id(),
-            request.factor_id()
+            "{}/resend",
+            self.factor_url(resend.user_id(), resend.factor_id())
         );
-        let sent = self
+        let request = self
             .http
             .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(resend_body(resend).to_string());
+        let (meta, result) = self
+            .exchange(request, deadline, OnSuccess::StatusOnly)
+            .await;
+        OktaReply {
+            meta,
+            result: result.map(drop),
+        }
+    }
+
+    /// Sends one request with our credential and reads its answer, all by `deadline`:
+    /// a 2xx answer's body, or the error it maps to.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        deadline: Instant,
+        on_success: OnSuccess,
+    ) -> (OktaMeta, Result<Vec<u8>, OktaError>) {
+        let sent = request
             .header(AUTHORIZATION, self.token.authorization())
             .header(ACCEPT, "application/json")
-            .header(CONTENT_TYPE, "application/json")
-            .body(resend_body(request).to_string())
-            .send()
-            .await;
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(err) => {
-                return OktaReply {
-                    meta: OktaMeta::default(),
-                    result: Err(transport_error(&err)),
-                };
-            }
+            .send();
+        let mut response = match timeout_at(deadline, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => return (OktaMeta::default(), Err(transport_error(&err))),
+            Err(_) => return (OktaMeta::default(), Err(OktaError::Timeout)),
         };
 
         let status = response.status();
@@ -126,45 +170,41 @@ impl OktaClient {
                 .filter(|id| is_token_like(id, 64))
                 .map(str::to_owned),
         };
-        if status.is_success() {
-            // The code went out; what Okta says about the factor (or a body we cannot
-            // read) does not change that. Draining it lets the connection be reused.
-            let _ = read_limited(&mut response).await;
-            return OktaReply {
-                meta,
-                result: Ok(()),
-            };
+        let body = timeout_at(deadline, read_limited(&mut response)).await;
+        if status.is_success() && on_success == OnSuccess::StatusOnly {
+            // The code went out; what Okta says about the factor (or a body that is late
+            // or unreadable) does not change that.
+            return (meta, Ok(Vec::new()));
         }
-
-        let body = match read_limited(&mut response).await {
-            Ok(body) => body,
-            Err(err) => {
-                return OktaReply {
-                    meta,
-                    result: Err(transport_error(&err)),
-                };
-            }
+        let body = match body {
+            Ok(Ok(body)) => body,
+            Ok(Err(err)) => return (meta, Err(transport_error(&err))),
+            Err(_) => return (meta, Err(OktaError::Timeout)),
         };
+        if status.is_success() {
+            return (meta, Ok(body));
+        }
         // Only a code of Okta's shape is kept: it goes into our logs, and whatever sits
         // between us and Okta could put a phone number in that field.
         meta.error_code = serde_json::from_slice::<ErrorBody>(&body)
             .ok()
             .and_then(|b| b.error_code)
             .filter(|code| is_okta_error_code(code));
-        let result = Err(classify(
+        let error = classify(
             status,
             meta.error_code.as_deref(),
             &headers,
             SystemTime::now(),
-        ));
-        OktaReply { meta, result }
+        );
+        (meta, Err(error))
     }
 }
 
 /// The request body Okta's spec gives for each factor type.
-fn resend_body(request: &ResendRequest) -> serde_json::Value {
-    let factor_type = request.factor_type().as_str();
-    let profile = match request.destination() {
+fn resend_body(resend: &Resend) -> serde_json::Value {
+    let destination = resend.destination();
+    let factor_type = destination.factor_type().as_str();
+    let profile = match destination {
         Destination::Sms { phone } => json!({ "phoneNumber": phone.expose() }),
         Destination::Call {
             phone,

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::domain::{E164, Email, FactorType, OktaId, PhoneExtension};
+use crate::domain::{Destination, E164, Email, FactorType, OktaId, PhoneExtension};
 
 /// The JSON fields the app may send, in the order they are checked.
 const FIELDS: [&str; 6] = [
@@ -41,7 +41,8 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
-    fn field(name: &str) -> Self {
+    /// `invalid_request` for the field `name`.
+    pub(crate) fn field(name: &str) -> Self {
         Self::InvalidRequest {
             field: name.to_owned(),
         }
@@ -60,29 +61,13 @@ impl ValidationError {
     }
 }
 
-/// Where the code goes, with exactly the profile each factor type needs.
-/// `Display` is the masked form the logs show (`+***37`, `***@example.com`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    Sms {
-        phone: E164,
-    },
-    Call {
-        phone: E164,
-        extension: Option<PhoneExtension>,
-    },
-    Email {
-        email: Email,
-    },
-}
-
-impl fmt::Display for Destination {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Sms { phone } | Self::Call { phone, .. } => fmt::Display::fmt(phone, f),
-            Self::Email { email } => fmt::Display::fmt(email, f),
-        }
-    }
+/// Whether the app must name the destination. With the factor check on, the enrolled
+/// destination is the one sent and the app's, when given, must match it; with it off, the
+/// app's is the one sent, so it is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationRule {
+    Required,
+    Optional,
 }
 
 /// A validated resend request. Only [`ResendRequest::from_json`] builds one.
@@ -90,14 +75,15 @@ impl fmt::Display for Destination {
 pub struct ResendRequest {
     user_id: OktaId,
     factor_id: OktaId,
-    destination: Destination,
+    factor_type: FactorType,
+    destination: Option<Destination>,
 }
 
 impl ResendRequest {
     /// Parses and validates the app's JSON body. Fields are checked in a fixed order
     /// (userId, factorId, factorType, then the factor's profile fields, then unknown
     /// fields) and the first failure is returned.
-    pub fn from_json(body: &[u8]) -> Result<Self, ValidationError> {
+    pub fn from_json(body: &[u8], rule: DestinationRule) -> Result<Self, ValidationError> {
         let fields: Fields =
             serde_json::from_slice(body).map_err(|_| ValidationError::InvalidJson)?;
 
@@ -112,13 +98,20 @@ impl ResendRequest {
             }
         };
 
+        let named = |name: &str| match rule {
+            DestinationRule::Required => required_str(&fields, name).map(Some),
+            DestinationRule::Optional => optional_str(&fields, name),
+        };
         let destination = match factor_type {
             FactorType::Sms | FactorType::Call => {
-                let phone = E164::parse(required_str(&fields, "phoneNumber")?).ok_or(
-                    ValidationError::InvalidPhoneNumber {
-                        field: "phoneNumber",
-                    },
-                )?;
+                let phone = match named("phoneNumber")? {
+                    None => None,
+                    Some(raw) => {
+                        Some(E164::parse(raw).ok_or(ValidationError::InvalidPhoneNumber {
+                            field: "phoneNumber",
+                        })?)
+                    }
+                };
                 let extension = match optional_str(&fields, "phoneExtension")? {
                     None => None,
                     Some(_) if factor_type == FactorType::Sms => {
@@ -131,17 +124,25 @@ impl ResendRequest {
                     )?),
                 };
                 forbid(&fields, "email")?;
-                match factor_type {
-                    FactorType::Sms => Destination::Sms { phone },
-                    _ => Destination::Call { phone, extension },
+                match (phone, extension) {
+                    (None, None) => None,
+                    // An extension belongs to a number.
+                    (None, Some(_)) => return Err(ValidationError::field("phoneNumber")),
+                    (Some(phone), _) if factor_type == FactorType::Sms => {
+                        Some(Destination::Sms { phone })
+                    }
+                    (Some(phone), extension) => Some(Destination::Call { phone, extension }),
                 }
             }
             FactorType::Email => {
                 forbid(&fields, "phoneNumber")?;
                 forbid(&fields, "phoneExtension")?;
-                let email = Email::parse(required_str(&fields, "email")?)
-                    .ok_or(ValidationError::InvalidEmail)?;
-                Destination::Email { email }
+                match named("email")? {
+                    None => None,
+                    Some(raw) => Some(Destination::Email {
+                        email: Email::parse(raw).ok_or(ValidationError::InvalidEmail)?,
+                    }),
+                }
             }
         };
 
@@ -154,6 +155,7 @@ impl ResendRequest {
         Ok(Self {
             user_id,
             factor_id,
+            factor_type,
             destination,
         })
     }
@@ -166,16 +168,13 @@ impl ResendRequest {
         &self.factor_id
     }
 
-    pub fn destination(&self) -> &Destination {
-        &self.destination
+    /// The destination the app named, if it named one.
+    pub fn destination(&self) -> Option<&Destination> {
+        self.destination.as_ref()
     }
 
     pub fn factor_type(&self) -> FactorType {
-        match self.destination {
-            Destination::Sms { .. } => FactorType::Sms,
-            Destination::Call { .. } => FactorType::Call,
-            Destination::Email { .. } => FactorType::Email,
-        }
+        self.factor_type
     }
 }
 
@@ -271,7 +270,11 @@ mod tests {
     const FACTOR: &str = "sms2gt8gzgEBPUWBIFHN";
 
     fn parse(v: Value) -> Result<ResendRequest, ValidationError> {
-        ResendRequest::from_json(v.to_string().as_bytes())
+        ResendRequest::from_json(v.to_string().as_bytes(), DestinationRule::Required)
+    }
+
+    fn parse_optional(v: Value) -> Result<ResendRequest, ValidationError> {
+        ResendRequest::from_json(v.to_string().as_bytes(), DestinationRule::Optional)
     }
 
     fn field(name: &str) -> ValidationError {
@@ -287,7 +290,7 @@ mod tests {
         .unwrap();
         assert_eq!(req.user_id().as_str(), USER);
         assert_eq!(req.factor_id().as_str(), FACTOR);
-        let Destination::Sms { phone } = req.destination() else {
+        let Destination::Sms { phone } = req.destination().unwrap() else {
             panic!("not sms: {req:?}")
         };
         assert_eq!(phone.expose(), "+15554151337");
@@ -301,13 +304,79 @@ mod tests {
     }
 
     #[test]
+    fn with_the_factor_check_the_destination_is_optional_but_still_validated() {
+        for (body, factor_type) in [
+            (json!({"userId": USER, "factorId": FACTOR}), FactorType::Sms),
+            (
+                json!({"userId": USER, "factorId": FACTOR, "factorType": "call"}),
+                FactorType::Call,
+            ),
+            (
+                json!({"userId": USER, "factorId": FACTOR, "factorType": "email"}),
+                FactorType::Email,
+            ),
+        ] {
+            let req = parse_optional(body.clone()).unwrap();
+            assert_eq!((req.factor_type(), req.destination()), (factor_type, None));
+            assert_eq!(
+                parse(body.clone()).unwrap_err().field_name(),
+                Some(if factor_type == FactorType::Email {
+                    "email"
+                } else {
+                    "phoneNumber"
+                }),
+                "required without the check: {body}"
+            );
+        }
+        let given = parse_optional(
+            json!({"userId": USER, "factorId": FACTOR, "phoneNumber": "+1 555 415 1337"}),
+        )
+        .unwrap();
+        assert_eq!(
+            given.destination().unwrap().phone().unwrap().expose(),
+            "+15554151337"
+        );
+        let cases = [
+            (
+                json!({"userId": USER, "factorId": FACTOR, "phoneNumber": "555"}),
+                ValidationError::InvalidPhoneNumber {
+                    field: "phoneNumber",
+                },
+            ),
+            (
+                json!({"userId": USER, "factorId": FACTOR, "factorType": "email", "email": "x"}),
+                ValidationError::InvalidEmail,
+            ),
+            (
+                json!({"userId": USER, "factorId": FACTOR, "phoneNumber": null}),
+                field("phoneNumber"),
+            ),
+            (
+                json!({"userId": USER, "factorId": FACTOR, "factorType": "call", "phoneExtension": "12"}),
+                field("phoneNumber"),
+            ),
+            (
+                json!({"userId": USER, "factorId": FACTOR, "factorType": "email", "phoneNumber": "+15554151337"}),
+                field("phoneNumber"),
+            ),
+            (
+                json!({"userId": USER, "factorId": FACTOR, "extra": 1}),
+                field("extra"),
+            ),
+        ];
+        for (body, err) in cases {
+            assert_eq!(parse_optional(body.clone()), Err(err), "{body}");
+        }
+    }
+
+    #[test]
     fn call_request_takes_an_optional_extension() {
         let req = parse(
             json!({"userId": USER, "factorId": FACTOR, "factorType": "call",
             "phoneNumber": "+44.20.7946.0958", "phoneExtension": "1234"}),
         )
         .unwrap();
-        let Destination::Call { phone, extension } = req.destination() else {
+        let Destination::Call { phone, extension } = req.destination().unwrap() else {
             panic!("not call")
         };
         assert_eq!(phone.expose(), "+442079460958");
@@ -318,7 +387,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            req.destination(),
+            req.destination().unwrap(),
             Destination::Call {
                 extension: None,
                 ..
@@ -333,7 +402,7 @@ mod tests {
             "email": "jane.doe@example.com"}),
         )
         .unwrap();
-        let Destination::Email { email } = req.destination() else {
+        let Destination::Email { email } = req.destination().unwrap() else {
             panic!("not email")
         };
         assert_eq!(email.expose(), "jane.doe@example.com");
@@ -353,7 +422,7 @@ mod tests {
             b"\xff\xfe",
         ] {
             assert_eq!(
-                ResendRequest::from_json(body),
+                ResendRequest::from_json(body, DestinationRule::Required),
                 Err(ValidationError::InvalidJson),
                 "{body:?}"
             );
@@ -482,7 +551,7 @@ mod tests {
             r#"{{"userId":"../../groups","userId":"{USER}","factorId":"{FACTOR}","phoneNumber":"+15554151337"}}"#
         );
         assert_eq!(
-            ResendRequest::from_json(body.as_bytes()),
+            ResendRequest::from_json(body.as_bytes(), DestinationRule::Required),
             Err(ValidationError::InvalidJson)
         );
     }
@@ -493,7 +562,7 @@ mod tests {
             r#"{{"userId":"{USER}","zeta":1,"factorId":"{FACTOR}","alpha":2,"phoneNumber":"+15554151337"}}"#
         );
         assert_eq!(
-            ResendRequest::from_json(body.as_bytes()),
+            ResendRequest::from_json(body.as_bytes(), DestinationRule::Required),
             Err(field("zeta"))
         );
     }
@@ -556,6 +625,6 @@ mod tests {
         assert!(!shown.contains("5554151337"), "{shown}");
         assert!(!shown.contains("987654"), "{shown}");
         assert!(shown.contains("+***37"), "{shown}");
-        assert_eq!(req.destination().to_string(), "+***37");
+        assert_eq!(req.destination().unwrap().to_string(), "+***37");
     }
 }

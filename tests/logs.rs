@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use common::{EMAIL, Moto, PHONE_DIGITS, TOKEN, USER, json_body, okta_error, resend_event};
 use serde_json::{Value, json};
 use tracing_subscriber::fmt::MakeWriter;
-use wiremock::matchers::path_regex;
+use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 #[derive(Clone, Default)]
@@ -49,6 +49,36 @@ async fn logs_and_problems_never_carry_secrets_or_personal_data() {
         .create_secret("okta-resend/logs", &json!({"apiToken": TOKEN}).to_string())
         .await;
     let okta = MockServer::start().await;
+    // The factor check's GET answers each factor as enrolled (one of them masked, which
+    // must cost a WARN line and no value); the resend answers by user.
+    for (factor, enrolled) in [
+        ("sms2gt8gzgEBPUWBIFHN", common::pending_factor("sms")),
+        (
+            "clf1nz9JHJGHWRKMTLHP",
+            common::factor_json(
+                "call",
+                "PENDING_ACTIVATION",
+                json!({"phoneNumber": common::ENROLLED_PHONE, "phoneExtension": "4321"}),
+            ),
+        ),
+        ("emf1nz9JHJGHWRKMTLHQ", common::pending_factor("email")),
+        (
+            "smsMasked00000000001",
+            common::factor_json(
+                "sms",
+                "PENDING_ACTIVATION",
+                json!({"phoneNumber": "+1 XXX-XXX-1337"}),
+            ),
+        ),
+    ] {
+        Mock::given(method("GET"))
+            .and(path_regex(format!(
+                "^/api/v1/users/[^/]+/factors/{factor}$"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(enrolled))
+            .mount(&okta)
+            .await;
+    }
     for (user_prefix, template) in [
         (
             "00uok",
@@ -59,7 +89,8 @@ async fn logs_and_problems_never_carry_secrets_or_personal_data() {
         ("00ure", okta_error(400, "E0000001")),
         ("00ucr", okta_error(401, "E0000011")),
     ] {
-        Mock::given(path_regex(format!("^/api/v1/users/{user_prefix}")))
+        Mock::given(method("POST"))
+            .and(path_regex(format!("^/api/v1/users/{user_prefix}")))
             .respond_with(template)
             .mount(&okta)
             .await;
@@ -103,6 +134,14 @@ async fn logs_and_problems_never_carry_secrets_or_personal_data() {
         (
             json!({"userId": USER, "factorId": "sms2gt8gzgEBPUWBIFHN", "phoneNumber": phone, EMAIL: PHONE_DIGITS}),
             400,
+        ),
+        (
+            json!({"userId": "00uokAAAAAAAAAAAAAAA", "factorId": "sms2gt8gzgEBPUWBIFHN", "phoneNumber": "+15554151338"}),
+            409,
+        ),
+        (
+            json!({"userId": "00uokAAAAAAAAAAAAAAA", "factorId": "smsMasked00000000001", "phoneNumber": phone}),
+            409,
         ),
     ];
     let mut problems = String::new();
@@ -170,7 +209,9 @@ async fn logs_and_problems_never_carry_secrets_or_personal_data() {
             "upstream_error",
             "invalid_phone_number",
             "invalid_email",
-            "invalid_request"
+            "invalid_request",
+            "destination_mismatch",
+            "destination_mismatch"
         ]
     );
     let first = summaries[0];
@@ -179,6 +220,15 @@ async fn logs_and_problems_never_carry_secrets_or_personal_data() {
     assert_eq!(first["user_id"], "00uokAAAAAAAAAAAAAAA");
     assert_eq!(first["factor_type"], "sms");
     assert_eq!(first["destination"], "+***37");
+    assert_eq!(first["destination_source"], "enrolled");
+    assert_eq!(
+        (
+            summaries[8]["destination"].as_str(),
+            summaries[8]["destination_source"].as_str()
+        ),
+        (Some("+***38"), Some("app")),
+        "refused by the check: the app's number, masked"
+    );
     assert_eq!(first["status"], 200);
     assert_eq!(first["okta_status"], 200);
     assert!(first["duration_ms"].is_u64());
@@ -186,16 +236,26 @@ async fn logs_and_problems_never_carry_secrets_or_personal_data() {
     assert_eq!(summaries[3]["okta_error_code"], "E0000001");
     assert_eq!(summaries[3]["okta_request_id"], "okta-E0000001");
 
-    let errors: Vec<&Value> = lines
-        .iter()
-        .filter(|l| {
-            l["level"] == "ERROR"
-                && l["target"]
-                    .as_str()
-                    .is_some_and(|t| t.starts_with("okta_resend"))
-        })
-        .collect();
+    // okta-resend's own lines at `level`.
+    let ours = |level: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|l| {
+                l["level"] == level
+                    && l["target"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("okta_resend"))
+            })
+            .collect()
+    };
+    let errors = ours("ERROR");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["event"], "okta_credential_rejected");
     assert_eq!(errors[0]["okta_status"], 401);
+
+    let warnings = ours("WARN");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["event"], "enrolled_destination_unreadable");
+    assert_eq!(warnings[0]["factor_type"], "sms");
+    assert!(!warnings[0].to_string().contains("1337"), "{}", warnings[0]);
 }

@@ -1,14 +1,17 @@
-//! The call to Okta, pinned with wiremock through the real handler: exactly what Okta
-//! receives, and how each of its answers reaches the app.
+//! The resend call to Okta, pinned with wiremock through the real handler: exactly what
+//! Okta receives, and how each of its answers reaches the app. These run with the factor
+//! check off (the app's destination is sent); `factor_check.rs` covers it on.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{EMAIL, PHONE_DIGITS, TOKEN, USER, app, json_body, okta_error, resend_event};
+use common::{EMAIL, PHONE_DIGITS, TOKEN, USER, app_with, json_body, okta_error, resend_event};
 use lambda_http::Body;
 use lambda_http::http::Response;
 use lambda_http::http::header::RETRY_AFTER;
+use okta_resend::App;
+use okta_resend::config::{TIMEOUT_VAR, VERIFY_FACTOR_VAR};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -16,13 +19,18 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const SMS: &str = "sms2gt8gzgEBPUWBIFHN";
 const RESEND: &str = "/api/v1/users/00ub0oNGTSWTBKOLGLNR/factors/sms2gt8gzgEBPUWBIFHN/resend";
 
+/// An app with the factor check off and a 2 s budget.
+fn check_off(org_url: &str) -> App {
+    app_with(org_url, &[(VERIFY_FACTOR_VAR, "false")])
+}
+
 fn sms_request() -> Value {
     json!({"userId": USER, "factorId": SMS, "factorType": "sms", "phoneNumber": "+1 (555) 415-1337"})
 }
 
 /// The sample sms request, sent through the handler to `okta` with a 2 s budget.
 async fn resend_sms(okta: &MockServer) -> Response<Body> {
-    app(&okta.uri(), Duration::from_secs(2))
+    check_off(&okta.uri())
         .handle(resend_event(&sms_request()))
         .await
 }
@@ -54,9 +62,7 @@ async fn expect_exact_request(request: Value, okta_path: &str, okta_body: Value)
         .expect(1)
         .mount(&okta)
         .await;
-    let response = app(&okta.uri(), Duration::from_secs(2))
-        .handle(resend_event(&request))
-        .await;
+    let response = check_off(&okta.uri()).handle(resend_event(&request)).await;
     assert_eq!(response.status(), 200, "{}", json_body(&response));
     let received = okta.received_requests().await.unwrap();
     assert_eq!(received.len(), 1);
@@ -238,9 +244,12 @@ async fn redirects_are_not_followed() {
 async fn a_slow_okta_times_out_as_504() {
     let okta = okta_answering(ResponseTemplate::new(200).set_delay(Duration::from_secs(5))).await;
     let started = std::time::Instant::now();
-    let response = app(&okta.uri(), Duration::from_millis(300))
-        .handle(resend_event(&sms_request()))
-        .await;
+    let response = app_with(
+        &okta.uri(),
+        &[(VERIFY_FACTOR_VAR, "false"), (TIMEOUT_VAR, "300")],
+    )
+    .handle(resend_event(&sms_request()))
+    .await;
     assert_eq!(response.status(), 504);
     assert_eq!(json_body(&response)["code"], "upstream_timeout");
     assert!(
@@ -252,7 +261,7 @@ async fn a_slow_okta_times_out_as_504() {
 #[tokio::test]
 async fn an_unreachable_okta_is_502() {
     let port = common::free_port();
-    let response = app(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2))
+    let response = check_off(&format!("http://127.0.0.1:{port}"))
         .handle(resend_event(&sms_request()))
         .await;
     assert_eq!(response.status(), 502);
@@ -267,7 +276,7 @@ async fn invalid_requests_never_reach_okta() {
         .expect(0)
         .mount(&okta)
         .await;
-    let app = app(&okta.uri(), Duration::from_secs(2));
+    let app = check_off(&okta.uri());
     let hostile = [
         json!({"userId": "../../groups", "factorId": SMS, "phoneNumber": "+15554151337"}),
         json!({"userId": "..%2F..%2Fgroups%2F0000", "factorId": SMS, "phoneNumber": "+15554151337"}),

@@ -25,9 +25,10 @@ async fn init_failure(moto: &Moto, secret_id: &str) -> okta_resend::InitError {
 async fn init_then_resend(moto: &Moto, secret_value: &str) {
     let secret_id = moto.create_secret("okta-resend/token", secret_value).await;
     let okta = MockServer::start().await;
+    // The factor check's GET, then the resend: both with the token from the secret.
     Mock::given(header("authorization", format!("SSWS {TOKEN}").as_str()))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(1)
+        .respond_with(ResponseTemplate::new(200).set_body_json(common::pending_factor("sms")))
+        .expect(2)
         .mount(&okta)
         .await;
     let app = okta_resend::init_with_sdk_config(

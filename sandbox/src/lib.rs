@@ -1,8 +1,11 @@
 //! A local stand-in for Okta's UserFactor API, for tests only: resend, get and activate a
 //! factor, with Okta's error bodies, rate-limit headers, per-factor cooldowns and fault
-//! switches chosen by the user id. See README.md for the reserved ids.
+//! switches chosen by the user id. Codes go to the factor's enrolled profile (the
+//! `ENROLLED_*` defaults unless a test enrolls another), never to the resend body's. See
+//! README.md for the reserved ids.
 
 mod faults;
+mod profile;
 mod routes;
 mod state;
 
@@ -17,6 +20,10 @@ use tokio::sync::Notify;
 use tower_service::Service;
 
 pub use faults::Fault;
+pub use profile::{
+    ENROLLED_EMAIL, ENROLLED_EXTENSION, ENROLLED_PHONE, MASKED_EMAIL, MASKED_PHONE,
+    enrolled_profile,
+};
 pub use state::{Config, SEED_CALL, SEED_EMAIL, SEED_SMS, SEED_USER};
 
 use faults::DropConnection;

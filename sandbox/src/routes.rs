@@ -1,5 +1,6 @@
 //! The HTTP surface: Okta's three UserFactor endpoints behind an envelope that does what
 //! every Okta answer does (rate limit, auth, headers), plus the `/sandbox/` control routes.
+//! A code always goes to the factor's enrolled profile; the resend body is only validated.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::faults::Fault;
+use crate::profile;
 use crate::state::{Factor, Kind, SEED_USER, Sandbox, Status, known_user, unique_id};
 
 type Shared = Arc<Sandbox>;
@@ -36,7 +38,7 @@ pub fn router(sandbox: Shared) -> Router {
             "/sandbox/health",
             get(|| async { Json(json!({"status": "ok"})) }),
         )
-        .route("/sandbox/factors/{fid}", get(inspect))
+        .route("/sandbox/factors/{fid}", get(inspect).put(enroll))
         .route("/sandbox/reset", post(reset))
         .merge(api)
         .with_state(sandbox)
@@ -190,7 +192,7 @@ async fn resend(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let profile = validate_resend(kind, &received);
+    let valid = validate_resend(kind, &received);
     let cooldown = sandbox.cooldown(kind);
     let code = sandbox.next_code();
     let base = base_url(&headers);
@@ -198,10 +200,9 @@ async fn resend(
     sandbox.with_factor(&uid, &fid, kind, |f| {
         f.resend_requests += 1;
         f.last_request = Some(received);
-        let profile = match profile {
-            Ok(profile) => profile,
-            Err(cause) => return okta_error("E0000001", &[&cause]),
-        };
+        if let Err(cause) = valid {
+            return okta_error("E0000001", &[&cause]);
+        }
         if f.status == Status::Active {
             return okta_error("E0000001", &["factor: the factor is already active"]);
         }
@@ -213,17 +214,14 @@ async fn resend(
         {
             return okta_error(kind.throttle_code(), &[]);
         }
-        f.sent += 1;
-        f.last_sent = Some(now);
-        f.code = code;
-        f.profile = profile;
-        f.last_updated = SystemTime::now();
+        f.send(code, now);
         Json(factor_json(&base, &uid, &fid, f)).into_response()
     })
 }
 
-/// The profile to store, or the cause of Okta's E0000001.
-fn validate_resend(kind: Kind, body: &Value) -> Result<Value, String> {
+/// Whether Okta would accept the resend body, else the cause of its E0000001. The body's
+/// profile is checked but never used: the code goes to the enrolled one.
+fn validate_resend(kind: Kind, body: &Value) -> Result<(), String> {
     let body = body.as_object().ok_or("body: must be a JSON object")?;
     if body.get("factorType").and_then(Value::as_str) != Some(kind.as_str()) {
         return Err(format!(
@@ -238,30 +236,25 @@ fn validate_resend(kind: Kind, body: &Value) -> Result<Value, String> {
         .get("profile")
         .and_then(Value::as_object)
         .ok_or("profile: required")?;
-    let mut out = Map::new();
     if kind == Kind::Email {
         let email = profile.get("email").and_then(Value::as_str);
-        let email = email
-            .filter(|e| is_email(e))
-            .ok_or("email: invalid email")?;
-        out.insert("email".into(), email.into());
-        return Ok(Value::Object(out));
+        return match email {
+            Some(email) if is_email(email) => Ok(()),
+            _ => Err("email: invalid email".into()),
+        };
     }
     let phone = profile.get("phoneNumber").and_then(Value::as_str);
-    let phone = phone
-        .filter(|p| is_e164(p))
-        .ok_or("phoneNumber: Invalid Phone Number.")?;
-    out.insert("phoneNumber".into(), phone.into());
+    if !phone.is_some_and(is_e164) {
+        return Err("phoneNumber: Invalid Phone Number.".into());
+    }
     if kind == Kind::Call {
         match profile.get("phoneExtension") {
             None | Some(Value::Null) => {}
-            Some(Value::String(ext)) if ext.len() <= 15 => {
-                out.insert("phoneExtension".into(), ext.as_str().into());
-            }
+            Some(Value::String(ext)) if ext.len() <= 15 => {}
             Some(_) => return Err("phoneExtension: at most 15 characters".into()),
         }
     }
-    Ok(Value::Object(out))
+    Ok(())
 }
 
 /// `^\+[1-9]\d{1,14}$` and the spec's `maxLength: 15`.
@@ -322,7 +315,8 @@ async fn activate(
     })
 }
 
-/// The factor as Okta shows it; `_links.resend` is an array, as in Okta's examples.
+/// The factor as Okta shows it: its enrolled profile, masked for a `…Masked…` factor id;
+/// `_links.resend` is an array, as in Okta's examples.
 fn factor_json(base: &str, uid: &str, fid: &str, f: &Factor) -> Value {
     let user = format!("{base}/api/v1/users/{uid}");
     let this = format!("{user}/factors/{fid}");
@@ -349,9 +343,18 @@ fn factor_json(base: &str, uid: &str, fid: &str, f: &Factor) -> Value {
         "status": f.status.as_str(),
         "created": humantime::format_rfc3339_millis(f.created).to_string(),
         "lastUpdated": humantime::format_rfc3339_millis(f.last_updated).to_string(),
-        "profile": f.profile,
+        "profile": shown_profile(fid, &f.profile),
         "_links": links,
     })
+}
+
+/// The profile Okta's answers show: masked by the `…Masked…` switch, else as enrolled.
+fn shown_profile(fid: &str, enrolled: &Value) -> Value {
+    if profile::is_masked_factor(fid) {
+        profile::mask(enrolled)
+    } else {
+        enrolled.clone()
+    }
 }
 
 fn base_url(headers: &HeaderMap) -> String {
@@ -373,12 +376,63 @@ async fn inspect(
     let uid = q.user_id.unwrap_or_else(|| SEED_USER.to_owned());
     match sandbox.snapshot(&uid, &fid) {
         Some(state) => Json(state).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no request has reached this factor" })),
-        )
-            .into_response(),
+        None => control_error(StatusCode::NOT_FOUND, "no request has reached this factor"),
     }
+}
+
+/// `PUT /sandbox/factors/{fid}`: enrolls the factor as a test needs it (creating it like
+/// the first request would), then answers its snapshot. Nothing changes on a 404 or 400.
+async fn enroll(
+    State(sandbox): State<Shared>,
+    Path(fid): Path<String>,
+    Query(q): Query<Inspect>,
+    body: Bytes,
+) -> Response {
+    let uid = q.user_id.unwrap_or_else(|| SEED_USER.to_owned());
+    let kind = match lookup(&uid, &fid) {
+        Ok(kind) => kind,
+        Err(cause) => return control_error(StatusCode::NOT_FOUND, &cause),
+    };
+    let (profile, status) = match parse_enroll(&body) {
+        Ok(parsed) => parsed,
+        Err(cause) => return control_error(StatusCode::BAD_REQUEST, &cause),
+    };
+    sandbox.with_factor(&uid, &fid, kind, |f| {
+        f.enroll(profile, status);
+        Json(f.snapshot(&uid, &fid)).into_response()
+    })
+}
+
+/// `{"profile": any JSON, "status": "PENDING_ACTIVATION" | "ACTIVE"}`, both optional (an
+/// empty body is `{}`). Other keys are refused, so a misspelt one cannot pass unnoticed.
+fn parse_enroll(body: &[u8]) -> Result<(Option<Value>, Option<Status>), String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((None, None));
+    }
+    let body: Value =
+        serde_json::from_slice(body).map_err(|err| format!("body: not JSON: {err}"))?;
+    let Value::Object(mut fields) = body else {
+        return Err("body: must be a JSON object".into());
+    };
+    let profile = fields.remove("profile");
+    let status = match fields.remove("status") {
+        None => None,
+        Some(status) => Some(
+            status
+                .as_str()
+                .and_then(Status::parse)
+                .ok_or_else(|| format!("status: {status} is not PENDING_ACTIVATION or ACTIVE"))?,
+        ),
+    };
+    if let Some(key) = fields.keys().next() {
+        return Err(format!("{key}: unknown key (only profile and status)"));
+    }
+    Ok((profile, status))
+}
+
+/// The control routes' errors: plain `{"error": …}`, not Okta's body.
+fn control_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
 async fn reset(State(sandbox): State<Shared>) -> StatusCode {

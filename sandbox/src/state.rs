@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::profile;
+
 /// The seeded user and its three factors (any other well-formed id works just as well).
 pub const SEED_USER: &str = "00ub0oNGTSWTBKOLGLNR";
 pub const SEED_SMS: &str = "sms2gt8gzgEBPUWBIFHN";
@@ -110,13 +112,6 @@ impl Kind {
             Self::Email => "E0000118",
         }
     }
-
-    fn default_profile(self) -> Value {
-        match self {
-            Self::Sms | Self::Call => json!({ "phoneNumber": "+15555550100" }),
-            Self::Email => json!({ "email": "user@example.com" }),
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +127,13 @@ impl Status {
             Self::Active => "ACTIVE",
         }
     }
+
+    /// The status Okta spells `s`, for the enroll control route.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::PendingActivation, Self::Active]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+    }
 }
 
 /// One (user, factor) pair, created the first time a request reaches it.
@@ -140,12 +142,16 @@ pub struct Factor {
     pub status: Status,
     pub created: SystemTime,
     pub last_updated: SystemTime,
+    /// The enrolled destination: set at enrollment (default or the enroll control route's),
+    /// never by a resend body.
     pub profile: Value,
     /// The code that activates the factor (the enrollment's, then each resend's).
     pub code: String,
     /// Codes sent by resend calls that succeeded.
     pub sent: u64,
     pub last_sent: Option<Instant>,
+    /// Where each sent code went: the enrolled profile at the time, in order.
+    pub sent_to: Vec<Value>,
     /// Every resend call that reached this factor with a JSON body, accepted or not.
     pub resend_requests: u64,
     pub last_request: Option<Value>,
@@ -159,6 +165,45 @@ impl Factor {
         self.activation_attempts
             .retain(|t| now.duration_since(*t) < ACTIVATION_WINDOW);
         self.activation_attempts.len() > ACTIVATION_ATTEMPTS
+    }
+
+    /// A code goes out with `code`: to the enrolled profile, whatever the resend body said.
+    pub fn send(&mut self, code: String, now: Instant) {
+        self.sent += 1;
+        self.last_sent = Some(now);
+        self.sent_to.push(self.profile.clone());
+        self.code = code;
+        self.last_updated = SystemTime::now();
+    }
+
+    /// The enroll control route: a test's own profile (stored as given, so it may be
+    /// malformed) and/or status.
+    pub fn enroll(&mut self, profile: Option<Value>, status: Option<Status>) {
+        if let Some(profile) = profile {
+            self.profile = profile;
+        }
+        if let Some(status) = status {
+            self.status = status;
+        }
+        self.last_updated = SystemTime::now();
+    }
+
+    /// What the control endpoint shows: the profile unmasked, since that is where the codes
+    /// really go, whatever Okta's answers show.
+    pub fn snapshot(&self, user_id: &str, factor_id: &str) -> Value {
+        json!({
+            "userId": user_id,
+            "factorId": factor_id,
+            "factorType": self.kind.as_str(),
+            "sent": self.sent,
+            "status": self.status.as_str(),
+            "profile": self.profile,
+            "sentTo": self.sent_to,
+            "code": self.code,
+            "resendRequests": self.resend_requests,
+            "activationAttempts": self.activation_attempts.len(),
+            "lastRequest": self.last_request,
+        })
     }
 }
 
@@ -239,10 +284,11 @@ impl Sandbox {
                     status: Status::PendingActivation,
                     created: now,
                     last_updated: now,
-                    profile: kind.default_profile(),
+                    profile: profile::default_profile(kind),
                     code: self.next_code(),
                     sent: 0,
                     last_sent: None,
+                    sent_to: Vec::new(),
                     resend_requests: 0,
                     last_request: None,
                     activation_attempts: Vec::new(),
@@ -255,17 +301,7 @@ impl Sandbox {
     pub fn snapshot(&self, user_id: &str, factor_id: &str) -> Option<Value> {
         let factors = lock(&self.factors);
         let f = factors.get(&(user_id.to_owned(), factor_id.to_owned()))?;
-        Some(json!({
-            "userId": user_id,
-            "factorId": factor_id,
-            "factorType": f.kind.as_str(),
-            "sent": f.sent,
-            "status": f.status.as_str(),
-            "code": f.code,
-            "resendRequests": f.resend_requests,
-            "activationAttempts": f.activation_attempts.len(),
-            "lastRequest": f.last_request,
-        }))
+        Some(f.snapshot(user_id, factor_id))
     }
 
     /// Forgets every factor and the rate-limit window.

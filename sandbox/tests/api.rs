@@ -3,7 +3,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use okta_sandbox::{Config, SEED_CALL, SEED_EMAIL, SEED_SMS, SEED_USER};
+use okta_sandbox::{
+    Config, ENROLLED_EMAIL, ENROLLED_EXTENSION, ENROLLED_PHONE, MASKED_EMAIL, MASKED_PHONE,
+    SEED_CALL, SEED_EMAIL, SEED_SMS, SEED_USER, enrolled_profile,
+};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -79,6 +82,42 @@ impl Sandbox {
         self.http.get(url).send().await.unwrap()
     }
 
+    /// The snapshot of a factor a request has reached.
+    async fn snapshot(&self, uid: &str, fid: &str) -> Value {
+        let response = self.state(uid, fid).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uid} {fid}");
+        response.json().await.unwrap()
+    }
+
+    /// Okta's `GET .../factors/{fid}`.
+    async fn get_factor(&self, uid: &str, fid: &str) -> Response {
+        self.http
+            .get(self.url(uid, fid, ""))
+            .header("Authorization", format!("SSWS {TOKEN}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The factor as Okta's GET answers it.
+    async fn factor(&self, uid: &str, fid: &str) -> Value {
+        let response = self.get_factor(uid, fid).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uid} {fid}");
+        response.json().await.unwrap()
+    }
+
+    /// `PUT /sandbox/factors/{fid}?userId={uid}` with `body` as is, no token.
+    async fn enroll(&self, uid: &str, fid: &str, body: &str) -> Response {
+        let url = format!("{}/sandbox/factors/{fid}?userId={uid}", self.base);
+        self.http
+            .put(url)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The code the factor's user would have received last.
     async fn current_code(&self, uid: &str, fid: &str) -> String {
         let state: Value = self.state(uid, fid).await.json().await.unwrap();
@@ -124,7 +163,7 @@ async fn resend_answers_the_factor_with_okta_headers_and_a_resend_array() {
     assert_eq!(factor["provider"], "OKTA");
     assert_eq!(factor["vendorName"], "OKTA");
     assert_eq!(factor["status"], "PENDING_ACTIVATION");
-    assert_eq!(factor["profile"], json!({"phoneNumber": "+15551234567"}));
+    assert_eq!(factor["profile"], json!({"phoneNumber": ENROLLED_PHONE}));
     assert!(factor["created"].as_str().unwrap().ends_with('Z'));
     assert!(factor["lastUpdated"].as_str().unwrap().ends_with('Z'));
     let links = &factor["_links"];
@@ -153,22 +192,28 @@ async fn resend_answers_the_factor_with_okta_headers_and_a_resend_array() {
     assert_eq!(state["status"], "PENDING_ACTIVATION");
     assert_eq!(state["code"].as_str().unwrap().len(), 6);
     assert_eq!(state["lastRequest"], sms_body("+15551234567"));
+    assert_eq!(state["profile"], json!({"phoneNumber": ENROLLED_PHONE}));
+    assert_eq!(state["sentTo"], json!([{"phoneNumber": ENROLLED_PHONE}]));
 }
 
 #[tokio::test]
-async fn call_and_email_factors_echo_their_profiles() {
+async fn call_and_email_factors_answer_their_enrolled_profiles() {
     let sb = default_sandbox().await;
     for (fid, profile) in [
         (
             SEED_CALL,
-            json!({"phoneNumber": "+15551234567", "phoneExtension": "1234"}),
+            json!({"phoneNumber": ENROLLED_PHONE, "phoneExtension": ENROLLED_EXTENSION}),
         ),
-        (SEED_EMAIL, json!({"email": "a@example.com"})),
+        (SEED_EMAIL, json!({"email": ENROLLED_EMAIL})),
     ] {
         let response = sb.resend(SEED_USER, fid, &body_for(fid)).await;
         assert_eq!(response.status(), StatusCode::OK, "{fid}");
         let factor: Value = response.json().await.unwrap();
-        assert_eq!(factor["profile"], profile);
+        assert_eq!(factor["profile"], profile, "not the body's");
+        assert_eq!(
+            sb.snapshot(SEED_USER, fid).await["sentTo"],
+            json!([profile])
+        );
     }
     let call = json!({"factorType": "call", "provider": "OKTA", "profile": {"phoneNumber": "+442071234567"}});
     let response = sb.resend(SEED_USER, "clfOtherCallFactor01", &call).await;
@@ -255,6 +300,7 @@ async fn bad_bodies_are_refused_like_okta() {
     assert_eq!(state["sent"], 0);
     assert_eq!(state["resendRequests"], 4);
     assert_eq!(state["lastRequest"]["profile"]["email"], "@example.com");
+    assert_eq!(state["sentTo"], json!([]));
 }
 
 #[tokio::test]
@@ -425,20 +471,22 @@ async fn activate_checks_the_current_code_then_the_factor_is_active() {
         .post(SEED_USER, SEED_SMS, "/lifecycle/activate", "passCode=1")
         .await;
     assert_eq!(error_of(malformed).await, (400, "E0000003".into()));
+    let before = sb.factor(SEED_USER, SEED_SMS).await;
+    assert_eq!(
+        before["status"], "PENDING_ACTIVATION",
+        "refused codes change nothing"
+    );
     let response = sb.activate(SEED_USER, SEED_SMS, &code).await;
     assert_eq!(response.status(), StatusCode::OK);
     let factor: Value = response.json().await.unwrap();
     assert_eq!(factor["status"], "ACTIVE");
+    assert_eq!(factor["profile"], json!({"phoneNumber": ENROLLED_PHONE}));
     assert!(factor["_links"].get("resend").is_none());
 
-    let got = sb
-        .http
-        .get(sb.url(SEED_USER, SEED_SMS, ""))
-        .header("Authorization", format!("SSWS {TOKEN}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.json::<Value>().await.unwrap()["status"], "ACTIVE");
+    let got = sb.factor(SEED_USER, SEED_SMS).await;
+    assert_eq!(got["status"], "ACTIVE");
+    assert!(got["_links"]["verify"]["href"].is_string());
+    assert!(got["_links"].get("activate").is_none());
     let again = sb.resend(SEED_USER, SEED_SMS, &body_for(SEED_SMS)).await;
     assert_eq!(
         error_of(again).await,
@@ -683,6 +731,24 @@ async fn control_endpoints_inspect_and_reset() {
         sb.state(SEED_USER, SEED_SMS).await.status(),
         StatusCode::NOT_FOUND
     );
+    // An enrolled profile is forgotten too.
+    let enrolled = sb
+        .enroll(
+            SEED_USER,
+            SEED_SMS,
+            r#"{"profile":{"phoneNumber":"+15550000000"}}"#,
+        )
+        .await;
+    assert_eq!(enrolled.status(), StatusCode::OK);
+    sb.http
+        .post(format!("{}/sandbox/reset", sb.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sb.factor(SEED_USER, SEED_SMS).await["profile"],
+        json!({"phoneNumber": ENROLLED_PHONE})
+    );
     // After a reset the cooldown is gone as well.
     assert_eq!(
         sb.resend(SEED_USER, SEED_SMS, &body_for(SEED_SMS))
@@ -690,4 +756,287 @@ async fn control_endpoints_inspect_and_reset() {
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn get_shows_the_default_enrolled_profile_per_type() {
+    let sb = default_sandbox().await;
+    let defaults = [
+        (SEED_SMS, "sms", json!({"phoneNumber": "+1-555-415-1337"})),
+        (
+            SEED_CALL,
+            "call",
+            json!({"phoneNumber": "+1-555-415-1337", "phoneExtension": "1234"}),
+        ),
+        (
+            SEED_EMAIL,
+            "email",
+            json!({"email": "jane.doe@example.com"}),
+        ),
+    ];
+    for (fid, factor_type, profile) in defaults {
+        assert_eq!(enrolled_profile(factor_type), Some(profile.clone()));
+        let factor = sb.factor(SEED_USER, fid).await;
+        assert_eq!(factor["factorType"], factor_type);
+        assert_eq!(factor["status"], "PENDING_ACTIVATION");
+        assert_eq!(factor["profile"], profile, "{fid}");
+        let state = sb.snapshot(SEED_USER, fid).await;
+        assert_eq!(state["profile"], profile);
+        assert_eq!(state["sentTo"], json!([]));
+    }
+    assert_eq!(enrolled_profile("push"), None);
+}
+
+#[tokio::test]
+async fn resend_sends_to_the_enrolled_profile_whatever_the_body_says() {
+    let mut config = Config::new(TOKEN);
+    config.sms_cooldown = Duration::ZERO;
+    config.call_cooldown = Duration::ZERO;
+    let sb = start(config).await;
+    let enrolled = json!({"phoneNumber": ENROLLED_PHONE});
+    let other = sms_body("+19999999999");
+    let response = sb.resend(SEED_USER, SEED_SMS, &other).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let factor: Value = response.json().await.unwrap();
+    assert_eq!(
+        factor["profile"], enrolled,
+        "the answer shows the enrolled one"
+    );
+    let state = sb.snapshot(SEED_USER, SEED_SMS).await;
+    assert_eq!(state["sentTo"], json!([enrolled]));
+    assert_eq!(state["lastRequest"], other, "the body as received");
+    assert_eq!(state["profile"], enrolled, "a resend never changes it");
+    assert_eq!(sb.factor(SEED_USER, SEED_SMS).await["profile"], enrolled);
+
+    // Enrolled anew, the next code goes to the new number; each send is recorded in order.
+    let moved = json!({"phoneNumber": "+44 20 7946 0958"});
+    let body = json!({ "profile": moved }).to_string();
+    assert_eq!(
+        sb.enroll(SEED_USER, SEED_SMS, &body).await.status(),
+        StatusCode::OK
+    );
+    let response = sb.resend(SEED_USER, SEED_SMS, &other).await;
+    assert_eq!(response.json::<Value>().await.unwrap()["profile"], moved);
+    let state = sb.snapshot(SEED_USER, SEED_SMS).await;
+    assert_eq!(state["sentTo"], json!([enrolled, moved]));
+    assert_eq!(state["sent"], 2);
+
+    // A call factor ignores the body's extension as well.
+    let call = json!({"factorType": "call", "provider": "OKTA",
+        "profile": {"phoneNumber": "+19999999999", "phoneExtension": "999"}});
+    let response = sb.resend(SEED_USER, SEED_CALL, &call).await;
+    let expected = json!({"phoneNumber": ENROLLED_PHONE, "phoneExtension": ENROLLED_EXTENSION});
+    assert_eq!(response.json::<Value>().await.unwrap()["profile"], expected);
+    assert_eq!(
+        sb.snapshot(SEED_USER, SEED_CALL).await["sentTo"],
+        json!([expected])
+    );
+}
+
+#[tokio::test]
+async fn masked_factors_show_a_masked_profile_and_send_to_the_enrolled_one() {
+    let sb = default_sandbox().await;
+    let cases = [
+        (
+            "smsMasked00000000001",
+            json!({"phoneNumber": ENROLLED_PHONE}),
+            json!({"phoneNumber": MASKED_PHONE}),
+        ),
+        (
+            "clfMasked00000000001",
+            json!({"phoneNumber": ENROLLED_PHONE, "phoneExtension": ENROLLED_EXTENSION}),
+            json!({"phoneNumber": "+1 XXX-XXX-1337", "phoneExtension": "1234"}),
+        ),
+        (
+            "emfMasked00000000001",
+            json!({"email": ENROLLED_EMAIL}),
+            json!({"email": "j***e@example.com"}),
+        ),
+    ];
+    assert_eq!(MASKED_EMAIL, "j***e@example.com");
+    for (fid, enrolled, masked) in cases {
+        assert_eq!(sb.factor(SEED_USER, fid).await["profile"], masked, "{fid}");
+        let response = sb.resend(SEED_USER, fid, &body_for(fid)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{fid}");
+        let factor: Value = response.json().await.unwrap();
+        assert_eq!(factor["profile"], masked, "resend answer of {fid}");
+        let state = sb.snapshot(SEED_USER, fid).await;
+        assert_eq!(state["profile"], enrolled, "the snapshot is unmasked");
+        assert_eq!(
+            state["sentTo"],
+            json!([enrolled]),
+            "the code went to the real one"
+        );
+        let code = state["code"].as_str().unwrap();
+        let response = sb.activate(SEED_USER, fid, code).await;
+        assert_eq!(response.status(), StatusCode::OK, "{fid}");
+        let factor: Value = response.json().await.unwrap();
+        assert_eq!(factor["profile"], masked, "activate answer of {fid}");
+    }
+    // A profile enrolled by a test is masked the same way; the unmasked one is not shown.
+    let body = r#"{"profile":{"phoneNumber":"+44 20 7946 0958"}}"#;
+    let state: Value = sb
+        .enroll(SEED_USER, "smsMasked00000000002", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["profile"]["phoneNumber"], "+44 20 7946 0958");
+    let factor = sb.factor(SEED_USER, "smsMasked00000000002").await;
+    assert_eq!(
+        factor["profile"],
+        json!({"phoneNumber": "+44 XXX-XXX-0958"})
+    );
+    // Only right after the prefix: elsewhere in the id it is an ordinary factor.
+    let factor = sb.factor(SEED_USER, "smsNotMasked00000001").await;
+    assert_eq!(factor["profile"], json!({"phoneNumber": ENROLLED_PHONE}));
+}
+
+#[tokio::test]
+async fn put_enrolls_the_profile_and_status_a_test_needs() {
+    // A limit of one request a minute: the control route is neither counted nor limited.
+    let mut config = Config::new(TOKEN);
+    config.rate_limit = 1;
+    config.sms_cooldown = Duration::ZERO;
+    let sb = start(config).await;
+    let uid = "00uEnrollTestUser001";
+    let fid = "smsEnrollTest0000001";
+    let body = r#"{"profile":{"phoneNumber":"+15550001111"},"status":"ACTIVE"}"#;
+    let response = sb.enroll(uid, fid, body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!response.headers().contains_key("x-okta-request-id"));
+    let state: Value = response.json().await.unwrap();
+    assert_eq!(state["userId"], uid);
+    assert_eq!(state["factorId"], fid);
+    assert_eq!(state["factorType"], "sms");
+    assert_eq!(state["status"], "ACTIVE");
+    assert_eq!(state["profile"], json!({"phoneNumber": "+15550001111"}));
+    assert_eq!(state["sent"], 0);
+    assert_eq!(state["sentTo"], json!([]));
+    assert_eq!(state["code"].as_str().unwrap().len(), 6);
+    // Each part is optional and leaves the other as it was; the profile is stored as given.
+    for (body, profile, status) in [
+        (
+            r#"{"status":"PENDING_ACTIVATION"}"#,
+            json!({"phoneNumber": "+15550001111"}),
+            "PENDING_ACTIVATION",
+        ),
+        (r#"{"profile":{}}"#, json!({}), "PENDING_ACTIVATION"),
+        (
+            r#"{"profile":{"phoneNumber":""}}"#,
+            json!({"phoneNumber": ""}),
+            "PENDING_ACTIVATION",
+        ),
+        (
+            r#"{"profile":{"phoneNumber":"+1 XXX-XXX-1337"}}"#,
+            json!({"phoneNumber": "+1 XXX-XXX-1337"}),
+            "PENDING_ACTIVATION",
+        ),
+        (
+            "{}",
+            json!({"phoneNumber": "+1 XXX-XXX-1337"}),
+            "PENDING_ACTIVATION",
+        ),
+        (
+            "",
+            json!({"phoneNumber": "+1 XXX-XXX-1337"}),
+            "PENDING_ACTIVATION",
+        ),
+    ] {
+        let response = sb.enroll(uid, fid, body).await;
+        assert_eq!(response.status(), StatusCode::OK, "{body}");
+        let state: Value = response.json().await.unwrap();
+        assert_eq!(
+            (&state["profile"], state["status"].as_str()),
+            (&profile, Some(status)),
+            "{body}"
+        );
+    }
+    // Okta's GET shows what was enrolled (one API request: the limit is not reached).
+    let factor = sb.factor(uid, fid).await;
+    assert_eq!(factor["profile"], json!({"phoneNumber": "+1 XXX-XXX-1337"}));
+    assert_eq!(factor["status"], "PENDING_ACTIVATION");
+
+    // userId defaults to the seeded user, as for GET.
+    let url = format!("{}/sandbox/factors/{SEED_SMS}", sb.base);
+    let response = sb
+        .http
+        .put(url)
+        .body(r#"{"status":"ACTIVE"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap()["userId"], SEED_USER);
+    let state = sb.snapshot(SEED_USER, SEED_SMS).await;
+    assert_eq!(state["status"], "ACTIVE");
+    assert_eq!(state["profile"], json!({"phoneNumber": ENROLLED_PHONE}));
+}
+
+#[tokio::test]
+async fn put_status_decides_what_resend_and_get_answer() {
+    let mut config = Config::new(TOKEN);
+    config.sms_cooldown = Duration::ZERO;
+    let sb = start(config).await;
+    let fid = "smsStatusTest0000001";
+    let active = sb.enroll(SEED_USER, fid, r#"{"status":"ACTIVE"}"#).await;
+    assert_eq!(active.status(), StatusCode::OK);
+    assert_eq!(sb.factor(SEED_USER, fid).await["status"], "ACTIVE");
+    let refused = sb.resend(SEED_USER, fid, &body_for(fid)).await;
+    assert_eq!(error_of(refused).await, (400, "E0000001".into()));
+    let pending = sb
+        .enroll(SEED_USER, fid, r#"{"status":"PENDING_ACTIVATION"}"#)
+        .await;
+    assert_eq!(pending.status(), StatusCode::OK);
+    assert_eq!(
+        sb.factor(SEED_USER, fid).await["status"],
+        "PENDING_ACTIVATION"
+    );
+    let sent = sb.resend(SEED_USER, fid, &body_for(fid)).await;
+    assert_eq!(sent.status(), StatusCode::OK);
+    let code = sb.current_code(SEED_USER, fid).await;
+    assert_eq!(
+        sb.activate(SEED_USER, fid, &code).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(sb.factor(SEED_USER, fid).await["status"], "ACTIVE");
+}
+
+#[tokio::test]
+async fn put_refuses_unknown_factors_and_users_and_bad_bodies() {
+    let sb = default_sandbox().await;
+    let not_found = [
+        (SEED_USER, "mbl2gt8gzgEBPUWBIFHN"), // a type the sandbox does not have
+        (SEED_USER, "sms2gt8gzgEBPUWBIFH"),  // 19 characters
+        ("01ub0oNGTSWTBKOLGLNR", SEED_SMS),  // not a user
+        ("00ub0oNGTSWTBKOLGLN", SEED_SMS),   // 19 characters
+    ];
+    for (uid, fid) in not_found {
+        let response = sb.enroll(uid, fid, r#"{"status":"ACTIVE"}"#).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{uid} {fid}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].is_string(), "{body}");
+        assert_eq!(sb.state(uid, fid).await.status(), StatusCode::NOT_FOUND);
+    }
+    let bad = [
+        r#"{"status":"ENABLED"}"#,
+        r#"{"status":"active"}"#,
+        r#"{"status":1}"#,
+        r#"{"status":null}"#,
+        r#"{"Profile":{}}"#,
+        r#"{"profile":{},"extra":1}"#,
+        "{not json",
+        "[]",
+        r#""ACTIVE""#,
+    ];
+    for body in bad {
+        let response = sb.enroll(SEED_USER, SEED_SMS, body).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert!(answer["error"].is_string(), "{answer}");
+        assert_eq!(
+            sb.state(SEED_USER, SEED_SMS).await.status(),
+            StatusCode::NOT_FOUND,
+            "a refused PUT creates nothing: {body}"
+        );
+    }
 }

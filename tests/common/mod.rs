@@ -2,9 +2,9 @@
 //! sample events, and an `App` wired to a given Okta URL.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,41 +29,64 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A moto server: the one `make test` started (`MOTO_ENDPOINT`), or one of our own,
-/// killed on drop. A missing moto fails the test; it never skips it.
+/// A moto server: the one `make test` started (`MOTO_ENDPOINT`, `MOTO_SERIAL_ENDPOINT`),
+/// or one of our own from `scripts/moto.py serve`, stopped on drop. A missing moto fails
+/// the test; it never skips it.
 pub struct Moto {
     pub endpoint: String,
-    child: Option<Child>,
+    /// Our own `scripts/moto.py serve` and its stdin: it stops moto when that closes.
+    launcher: Option<(Child, ChildStdin)>,
 }
 
 impl Moto {
+    /// A moto serving requests on several threads, as `moto_server` does.
     pub fn start() -> Self {
-        if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
+        Self::shared_or_own("MOTO_ENDPOINT", &[])
+    }
+
+    /// A moto serving one request at a time: the threaded one can let two conflicting
+    /// DynamoDB transactions both succeed, so tests that race requests use this one.
+    pub fn start_serial() -> Self {
+        Self::shared_or_own("MOTO_SERIAL_ENDPOINT", &["--serial"])
+    }
+
+    fn shared_or_own(variable: &str, serve_args: &[&str]) -> Self {
+        if let Ok(endpoint) = std::env::var(variable) {
             return Self {
                 endpoint,
-                child: None,
+                launcher: None,
             };
         }
-        let program = std::env::var_os("MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join(".venv/bin/moto_server"));
+        let python = repo_root().join(".venv/bin/python");
         assert!(
-            program.exists(),
-            "moto_server not found at {}: run `make test` (it installs moto into .venv)",
-            program.display()
+            python.exists(),
+            "{} not found: run `make tools` (it installs moto into .venv)",
+            python.display()
         );
-        let port = free_port();
-        let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let mut child = Command::new(&python)
+            .arg(repo_root().join("scripts/moto.py"))
+            .arg("serve")
+            .args(serve_args)
+            .current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .spawn()
-            .expect("start moto_server");
-        let moto = Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child: Some(child),
+            .expect("start scripts/moto.py serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut moto = Self {
+            endpoint: String::new(),
+            launcher: Some((child, stdin)),
         };
-        wait_for_port(port, Duration::from_secs(15));
+        // One line, {"event":"listening","endpoint":"http://127.0.0.1:PORT"}, once moto answers.
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        moto.endpoint = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|listening| listening["endpoint"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| {
+                panic!("scripts/moto.py serve started no moto (printed {line:?}; see above)")
+            });
         moto
     }
 
@@ -93,7 +116,12 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
+        if let Some((mut child, stdin)) = self.launcher.take() {
+            drop(stdin); // the launcher's cue to stop moto and exit
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -105,17 +133,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
-}
-
-pub fn wait_for_port(port: u16, deadline: Duration) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < deadline,
-            "nothing listens on 127.0.0.1:{port} after {deadline:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A name no other test (or earlier run against the same moto) uses.
@@ -143,9 +160,58 @@ pub fn config(org_url: &str, secret_id: &str, more: &[(&str, &str)]) -> Config {
 /// An `App` talking to Okta at `org_url` with [`TOKEN`], without Secrets Manager.
 pub fn app(org_url: &str, timeout: Duration) -> App {
     let timeout_ms = timeout.as_millis().to_string();
-    let config = config(org_url, "unused", &[(TIMEOUT_VAR, &timeout_ms)]);
+    app_with(org_url, &[(TIMEOUT_VAR, &timeout_ms)])
+}
+
+/// [`app`] with the given variables (a 2 s Okta budget unless they say otherwise).
+pub fn app_with(org_url: &str, vars: &[(&str, &str)]) -> App {
+    let mut vars = vars.to_vec();
+    if !vars.iter().any(|(k, _)| *k == TIMEOUT_VAR) {
+        vars.push((TIMEOUT_VAR, "2000"));
+    }
+    let config = config(org_url, "unused", &vars);
     let token = TokenSource::from_secret_string(TOKEN).unwrap();
     okta_resend::app_with_token(&config, token).expect("test app")
+}
+
+/// The phone number the tests' factors are enrolled with, as Okta's admin API formats it.
+pub const ENROLLED_PHONE: &str = "+1-555-415-1337";
+
+/// Okta's factor object as its `GET .../factors/{factorId}` answers it.
+pub fn factor_json(
+    factor_type: &str,
+    status: &str,
+    profile: serde_json::Value,
+) -> serde_json::Value {
+    json!({"id": "factor0000000000000", "factorType": factor_type, "provider": "OKTA",
+        "vendorName": "OKTA", "status": status, "profile": profile,
+        "_links": {"resend": [{"name": factor_type, "href": "x", "hints": {"allow": ["POST"]}}]}})
+}
+
+/// A pending factor of `factor_type` enrolled with [`ENROLLED_PHONE`] (sms, call) or
+/// [`EMAIL`].
+pub fn pending_factor(factor_type: &str) -> serde_json::Value {
+    let profile = match factor_type {
+        "email" => json!({"email": EMAIL}),
+        _ => json!({"phoneNumber": ENROLLED_PHONE}),
+    };
+    factor_json(factor_type, "PENDING_ACTIVATION", profile)
+}
+
+/// Mounts Okta's answer to the factor GET of `user`/`factor`: `factor` as a 200.
+pub async fn mount_factor(
+    okta: &wiremock::MockServer,
+    user: &str,
+    factor: &str,
+    body: serde_json::Value,
+) {
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path(format!(
+            "/api/v1/users/{user}/factors/{factor}"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(okta)
+        .await;
 }
 
 /// An error answer in Okta's shape. Its texts quote a phone number and an email address,
@@ -200,12 +266,20 @@ pub fn json_body(response: &Response<Body>) -> serde_json::Value {
 /// The manifest in `events/`: what each sample event must answer.
 #[derive(serde::Deserialize)]
 pub struct Manifest {
+    pub configs: std::collections::HashMap<String, ManifestConfig>,
     pub cases: Vec<Case>,
+}
+
+/// The variables the function runs with for the cases that name this configuration.
+#[derive(serde::Deserialize)]
+pub struct ManifestConfig {
+    pub env: std::collections::HashMap<String, String>,
 }
 
 #[derive(serde::Deserialize)]
 pub struct Case {
     pub event: String,
+    pub config: Option<String>,
     pub status: u16,
     pub code: String,
     pub what: String,
