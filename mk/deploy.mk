@@ -1,7 +1,8 @@
 # Deploy checks: template.yaml (cfn-lint, sam validate --lint, policy), openapi.yaml, and
 # `sam build`. Included by the root Makefile (which defines PYTHON, BIN and `tools`).
 #
-#   make check-template   lint template.yaml, open and with a JWT, no warnings (~30 s)
+#   make check-template   lint template.yaml, open, with a JWT and with the guard off, no
+#                         warnings (~1 min)
 #   make check-openapi    validate openapi.yaml as OpenAPI 3.1 (~5 s)
 #   make check-deploy     `sam build` for x86_64, offline (release build: minutes)
 #   make build-arm64      `sam build` for arm64 (the default Architecture); needs the
@@ -32,7 +33,13 @@ DEPLOY_JWT_PARAMS := JwtIssuer=https://example.okta.com/oauth2/default \
   OktaSecretKmsKeyArn=arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab \
   AlarmTopicArn=arn:aws:sns:us-east-1:123456789012:okta-resend-alarms \
   JwtAuthorizationScopes=okta.resend AllowedPrefixes=+1,+44 DeniedPrefixes=+1876 \
-  ReservedConcurrency=5 Architecture=x86_64 LogLevel=DEBUG
+  ReservedConcurrency=5 Architecture=x86_64 LogLevel=DEBUG \
+  GuardTableDeletionProtection=true GuardTablePointInTimeRecovery=true GuardFailOpen=true \
+  ResendCooldownSeconds=60 ResendEmailCooldownSeconds=10 ResendCooldownMaxSeconds=3600 \
+  ResendUserDailyLimit=20 ResendDestinationHourlyLimit=3 ResendPrefixHourlyLimit=10 \
+  ResendHourlyBudget=0 SentPerHourAlarmThreshold=100
+# The guard off: no table, no key secret, no DynamoDB permission.
+DEPLOY_GUARD_OFF_PARAMS := Guard=false
 
 $(SAM_VENV)/.installed: tools/requirements-sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
@@ -47,19 +54,23 @@ $(LINT_VENV)/.installed: tools/requirements-lint.txt
 .PHONY: tools-deploy check-template check-openapi check-deploy build-arm64 freeze-deploy-tools
 tools-deploy: $(SAM_VENV)/.installed $(LINT_VENV)/.installed
 
-## The template as written (cfn-lint checks every Fn::If branch), then two copies with
-## the parameter defaults of a real deployment: open route, and JWT + KMS key + alarm
-## topic + reserved concurrency. Any cfn-lint match, warning or not, fails.
+## The template as written (cfn-lint checks every Fn::If branch), then three copies with
+## the parameter defaults of a real deployment: open route; JWT + KMS key + alarm topic +
+## reserved concurrency + tuned guard limits; and the guard off (Guard=false). Any
+## cfn-lint match, warning or not, fails. The policy check then asserts the guard's
+## resources and permissions in each state (on for the first three, off for the last).
+LINT_COPIES := $(LINT_DIR)/open.json $(LINT_DIR)/jwt.json $(LINT_DIR)/guard-off.json
 check-template: $(SAM_VENV)/.installed
 	@mkdir -p $(LINT_DIR)
 	$(SAM_BIN)/python tools/template-with-defaults.py template.yaml $(LINT_DIR)/open.json $(DEPLOY_REQUIRED_PARAMS)
 	$(SAM_BIN)/python tools/template-with-defaults.py template.yaml $(LINT_DIR)/jwt.json $(DEPLOY_REQUIRED_PARAMS) $(DEPLOY_JWT_PARAMS)
-	$(SAM_BIN)/cfn-lint --non-zero-exit-code informational -- template.yaml $(LINT_DIR)/open.json $(LINT_DIR)/jwt.json
-	@for t in template.yaml $(LINT_DIR)/open.json $(LINT_DIR)/jwt.json; do \
+	$(SAM_BIN)/python tools/template-with-defaults.py template.yaml $(LINT_DIR)/guard-off.json $(DEPLOY_REQUIRED_PARAMS) $(DEPLOY_GUARD_OFF_PARAMS)
+	$(SAM_BIN)/cfn-lint --non-zero-exit-code informational -- template.yaml $(LINT_COPIES)
+	@for t in template.yaml $(LINT_COPIES); do \
 	  echo "sam validate --lint -t $$t"; \
 	  $(SAM) validate --lint --region $(LINT_REGION) -t $$t || exit 1; \
 	done
-	$(SAM_BIN)/python tools/check-template-policy.py template.yaml $(LINT_DIR)/jwt.json
+	$(SAM_BIN)/python tools/check-template-policy.py template.yaml $(LINT_COPIES)
 
 check-openapi: $(LINT_VENV)/.installed
 	$(LINT_BIN)/openapi-spec-validator openapi.yaml

@@ -3,14 +3,23 @@
 
 Builds the release `bootstrap` exactly as `sam build` does (cargo lambda build --release),
 then runs it as Lambda would: against a Runtime API (a small emulation here, on
-127.0.0.1), reading its secret from moto and calling the local Okta sandbox. Reports:
+127.0.0.1), reading its secrets from moto, with the shared guard on against moto's
+DynamoDB (as deployed), and calling the local Okta sandbox. Reports:
 
   artifact size      the stripped bootstrap binary
-  init               process start -> first /next call (config, AWS SDK set-up, secret read)
+  init               process start -> first /next call (config, AWS SDK set-up, the Okta
+                     secret and the guard's key read)
   first invocation   the first request after init (new TLS-free connection to the sandbox)
-  warm invocations   median and p99 of the following requests
+  warm invocations   median and p99 of the following requests (guard on, factor check on)
   peak RSS           VmHWM of the function process at the end
   factor check off   the same warm figures with VERIFY_FACTOR=false: what the check costs
+  guard off          the same warm figures without RESEND_GUARD_TABLE: what the guard costs
+                     (its pre-check read and its commit transaction, against moto)
+
+Every warm invocation is for one user and one number (a new factor each time, so no
+cooldown applies): the bench raises the guard's per-user, per-number and per-prefix caps
+(scripts/stack.py, GENEROUS_LIMITS) and the hourly budget (BENCH_BUDGET) so that none
+refuses, while every one of them is still checked and counted.
 
 Numbers are wall-clock on this machine and loopback services: compare runs, do not read
 them as Lambda's. Nothing here fails on a number; the results go to .dev/bench.json.
@@ -29,9 +38,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import DEV, ROOT, SECRET_ID, REGION, VENV_BIN, Stack, StackError, say  # noqa: E402
+from stack import DEV, ROOT, SECRET_ID, REGION, VENV_BIN, Stack, StackError, guard_env, say  # noqa: E402
 
 WARM_INVOCATIONS = 200
+# The guarded runs send 2 x (1 + WARM_INVOCATIONS) sms in one clock hour: above the default
+# budget's 1000 if WARM_INVOCATIONS grows. Non-zero, so the budget item is still in every
+# commit (0 would leave it out and flatter the guard's cost).
+BENCH_BUDGET = "1000000"
 USER = "00ub0oNGTSWTBKOLGLNR"
 BOOTSTRAP = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "lambda" / "okta-resend" / "bootstrap"
 
@@ -121,6 +134,8 @@ def peak_rss_kib(pid: int) -> int | None:
 def run_function(stack: Stack, name: str, extra_env: dict, factor_prefix: str) -> dict:
     """Starts the bootstrap against its own Runtime API with `extra_env`, then times init,
     the first invocation and WARM_INVOCATIONS more, each for a new factor (no cooldown)."""
+    if len(factor_prefix) != 14:
+        raise StackError(f"factor prefix {factor_prefix!r}: 14 characters, so that ids are 20")
     runtime = RuntimeApi()
     try:
         function_env = {
@@ -182,25 +197,32 @@ def main() -> int:
     try:
         stack.start_moto()
         stack.start_sandbox()
-        # As deployed (the factor check on), then without it: the check's cost per request.
-        results = run_function(stack, "bench-function", {}, "smsBenchFactor")
+        # As deployed (guard on, factor check on); then without the factor check, and
+        # without the guard: what each costs per request.
+        guarded = {**guard_env(), "RESEND_HOURLY_BUDGET": BENCH_BUDGET}
+        results = run_function(stack, "bench-function", guarded, "smsBenchFactor")
         results["factor_check_off"] = run_function(
-            stack, "bench-function-check-off", {"VERIFY_FACTOR": "false"}, "smsBenchNoCheck")
+            stack, "bench-function-check-off", {**guarded, "VERIFY_FACTOR": "false"}, "smsBenchOffChk")
+        results["guard_off"] = run_function(stack, "bench-function-guard-off", {}, "smsBenchNoGard")
     finally:
         stack.stop()
 
     results = {"artifact_bytes": BOOTSTRAP.stat().st_size, **results}
-    (DEV / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     off = results["factor_check_off"]
+    unguarded = results["guard_off"]
+    # What the guard adds to a warm request (the pre-check read and the commit, on moto).
+    results["guard_cost_warm_median_ms"] = round(results["warm_median_ms"] - unguarded["warm_median_ms"], 2)
+    (DEV / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     rss = results["peak_rss_kib"]
     print(f"""
 okta-resend release bootstrap ({BOOTSTRAP.relative_to(ROOT)})
   artifact size        {results['artifact_bytes'] / 1e6:.2f} MB
-  init                 {results['init_ms']} ms  (start -> first /next: config, SDK, secret read from moto)
+  init                 {results['init_ms']} ms  (start -> first /next: config, SDK, both secrets read from moto)
   first invocation     {results['first_invocation_ms']} ms
-  warm invocations     median {results['warm_median_ms']} ms, p99 {results['warm_p99_ms']} ms  ({results['warm_invocations']} requests)
+  warm invocations     median {results['warm_median_ms']} ms, p99 {results['warm_p99_ms']} ms  ({results['warm_invocations']} requests; guard on, factor check on)
   peak RSS             {rss / 1024 if rss else float('nan'):.1f} MiB
   factor check off     warm median {off['warm_median_ms']} ms, p99 {off['warm_p99_ms']} ms (VERIFY_FACTOR=false: one Okta call fewer)
+  guard off            warm median {unguarded['warm_median_ms']} ms, p99 {unguarded['warm_p99_ms']} ms (no RESEND_GUARD_TABLE; the guard costs {results['guard_cost_warm_median_ms']} ms at the median, against moto)
 (results in .dev/bench.json; loopback services, this machine's clock: compare runs, not absolutes)""")
     return 0
 

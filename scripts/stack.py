@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The local stack: moto (Secrets Manager), the Okta sandbox and okta-resend under
-`cargo lambda watch`, all on 127.0.0.1.
+"""The local stack: moto (Secrets Manager, and DynamoDB for the guard), the Okta sandbox
+and okta-resend under `cargo lambda watch`, all on 127.0.0.1.
 
     stack.py dev    bring the stack up, print how to call it, run until Ctrl-C
     stack.py demo   bring it up, send every sample event and a few HTTP calls (both listed
@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import moto as moto_launcher  # noqa: E402  scripts/moto.py (the one moto launcher), not the moto package
+import guard_table  # noqa: E402  scripts/guard_table.py: the guard's table, as template.yaml declares it
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -37,6 +38,36 @@ FUNCTION = "okta-resend"
 SECRET_ID = "okta-resend/local"
 REGION = "us-east-1"
 OKTA_TIMEOUT_MS = 3000
+
+# The shared guard (README.md, Abuse protection), against moto: its table (created from
+# template.yaml's key schema by scripts/guard_table.py), its HMAC key secret (64 random hex
+# characters per run) and the EMF namespace.
+GUARD_TABLE = "okta-resend-guard-local"
+GUARD_KEY_SECRET_ID = "okta-resend/guard-key-local"
+METRICS_NAMESPACE = "okta-resend/local"
+# The guard's caps, raised for the local stack: every request of make demo
+# (events/manifest.json) and of make bench is for the same user and the same number
+# (+1 555 415 1337), so the defaults (10 resends a day per user, 5 an hour per number, 30
+# an hour per number prefix) would refuse them half-way. The cooldowns and the hourly budget
+# keep their defaults (30 s for sms and call, 5 s for email, growing; 1000 an hour): the
+# manifest's second sms expects 429 resend_too_soon from the cooldown. `make dev` with
+# OKTA_RESEND_REAL_LIMITS=1 leaves every limit at its default.
+GENEROUS_LIMITS = {
+    "RESEND_USER_DAILY_LIMIT": "1000",
+    "RESEND_DESTINATION_HOURLY_LIMIT": "1000",
+    "RESEND_PREFIX_HOURLY_LIMIT": "1000",
+}
+
+
+def guard_env(real_limits: bool = False) -> dict:
+    """The function's guard variables against the stack's moto: on, with the generous caps
+    above unless `real_limits`."""
+    env = {
+        "RESEND_GUARD_TABLE": GUARD_TABLE,
+        "RESEND_GUARD_KEY_SECRET_ID": GUARD_KEY_SECRET_ID,
+        "METRICS_NAMESPACE": METRICS_NAMESPACE,
+    }
+    return env if real_limits else {**env, **GENEROUS_LIMITS}
 
 
 class StackError(Exception):
@@ -74,8 +105,10 @@ def say(message: str) -> None:
 
 
 class Stack:
-    def __init__(self, *, quiet_function: bool, sms_cooldown_ms: int, email_cooldown_ms: int, port: int | None):
+    def __init__(self, *, quiet_function: bool, sms_cooldown_ms: int, email_cooldown_ms: int, port: int | None,
+                 real_limits: bool = False):
         self.wanted_port = port
+        self.real_limits = real_limits
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.quiet_function = quiet_function
         self.sms_cooldown_ms = sms_cooldown_ms
@@ -154,7 +187,14 @@ class Stack:
             aws_secret_access_key="testing",
         )
         client.create_secret(Name=SECRET_ID, SecretString=json.dumps({"apiToken": self.token}))
-        say(f"moto (Secrets Manager) on {self.moto_url}, secret {SECRET_ID} created")
+        # The guard's HMAC key, as the stack's generated secret: new every run.
+        client.create_secret(Name=GUARD_KEY_SECRET_ID, SecretString=secrets.token_hex(32))
+        try:
+            guard_table.create_table(self.moto_url, GUARD_TABLE)
+        except guard_table.GuardTableError as err:
+            raise StackError(str(err)) from err
+        say(f"moto (Secrets Manager, DynamoDB) on {self.moto_url}: secrets {SECRET_ID} and "
+            f"{GUARD_KEY_SECRET_ID}, guard table {GUARD_TABLE} created")
 
     def start_sandbox(self) -> None:
         proc = self.spawn(
@@ -200,6 +240,7 @@ class Stack:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_LAMBDA_LOG_LEVEL": "INFO",
+            **guard_env(self.real_limits),
             **(extra_env or {}),
         }
         argv = [VENV_BIN / "cargo-lambda", "lambda", "watch", "-A", "127.0.0.1", "-P", port,
@@ -332,12 +373,16 @@ def dev(stack: Stack) -> int:
     factors = stack.sandbox.get("factors", {})
     sms = factors.get("sms", "sms2gt8gzgEBPUWBIFHN")
     body = json.dumps({"userId": user, "factorId": sms, "factorType": "sms", "phoneNumber": "+1 555 415 1337"})
+    limits = ("the defaults (OKTA_RESEND_REAL_LIMITS=1)" if stack.real_limits else
+              ", ".join(f"{k}={v}" for k, v in GENEROUS_LIMITS.items())
+              + " (OKTA_RESEND_REAL_LIMITS=1 for the defaults)")
     print(f"""
 okta-resend is running locally.
 
   Okta sandbox   {stack.okta_url}   user {user}, factors {json.dumps(factors)}
-  moto           {stack.moto_url}   secret {SECRET_ID}
+  moto           {stack.moto_url}   secrets {SECRET_ID}, {GUARD_KEY_SECRET_ID}; guard table {GUARD_TABLE}
   function       {stack.function_url}   logs below; saving a file under src/ rebuilds and restarts it
+  guard limits   cooldowns as deployed (30 s sms/call, 5 s email, growing); {limits}
 
 Try it (paste into another terminal):
 
@@ -365,7 +410,10 @@ def main() -> int:
     # dev prefers port 9000 (cargo lambda's default), so the URL is the same every time;
     # demo takes any free port, so it can run beside a dev stack.
     port = int(os.environ.get("OKTA_RESEND_PORT", "9000")) if args.mode == "dev" else None
-    stack = Stack(quiet_function=args.mode == "demo", sms_cooldown_ms=30_000, email_cooldown_ms=5_000, port=port)
+    # dev only: the demo's manifest needs the generous caps (see GENEROUS_LIMITS).
+    real_limits = args.mode == "dev" and os.environ.get("OKTA_RESEND_REAL_LIMITS") == "1"
+    stack = Stack(quiet_function=args.mode == "demo", sms_cooldown_ms=30_000, email_cooldown_ms=5_000, port=port,
+                  real_limits=real_limits)
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt

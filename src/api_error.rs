@@ -6,10 +6,14 @@ use std::borrow::Cow;
 use lambda_http::http::StatusCode;
 
 use crate::factor::FactorCheckError;
+use crate::guard::{Limit, Refusal};
 use crate::handler::{MAX_BODY_BYTES, ROUTE};
 use crate::okta::OktaError;
 use crate::problem::Problem;
 use crate::request::ValidationError;
+
+/// The `Retry-After` of `guard_unavailable`: long enough for a blip to pass.
+pub const GUARD_UNAVAILABLE_RETRY_SECONDS: u64 = 5;
 
 /// Why a request did not lead to a sent code, at the HTTP boundary.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,10 @@ pub enum ApiError {
     DestinationNotAllowed,
     #[error(transparent)]
     Okta(#[from] OktaError),
+    #[error("a shared limit refuses: {0:?}")]
+    Guard(Refusal),
+    #[error("the shared guard cannot be reached")]
+    GuardUnavailable,
 }
 
 impl ApiError {
@@ -43,6 +51,19 @@ impl ApiError {
         use OktaError as O;
         use ValidationError as V;
         let fixed = Cow::Borrowed;
+        // Okta's own 24-hour caps and the guard's sliding one answer alike; only the guard
+        // knows when it frees.
+        let daily = |retry_after_seconds| {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "daily_limit_reached",
+                "Daily limit reached",
+                fixed(
+                    "This factor has received as many codes as allowed in 24 hours. Try again later or choose another factor.",
+                ),
+                retry_after_seconds,
+            )
+        };
         let (status, code, title, detail, retry_after_seconds) = match self {
             A::NotFound | A::Okta(O::NotFound) => (
                 StatusCode::NOT_FOUND,
@@ -170,6 +191,10 @@ impl ApiError {
             ),
             A::Okta(O::ResendTooSoon {
                 retry_after_seconds,
+            })
+            | A::Guard(Refusal {
+                limit: Limit::Cooldown,
+                retry_after_seconds,
             }) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "resend_too_soon",
@@ -179,14 +204,39 @@ impl ApiError {
                 ),
                 Some(*retry_after_seconds),
             ),
-            A::Okta(O::DailyLimitReached) => (
+            A::Okta(O::DailyLimitReached) => daily(None),
+            A::Guard(Refusal {
+                limit: Limit::UserDaily,
+                retry_after_seconds,
+            }) => daily(Some(*retry_after_seconds)),
+            A::Guard(Refusal {
+                limit: Limit::Destination | Limit::Prefix,
+                retry_after_seconds,
+            }) => (
                 StatusCode::TOO_MANY_REQUESTS,
-                "daily_limit_reached",
-                "Daily limit reached",
+                "destination_limit_reached",
+                "Destination limit reached",
                 fixed(
-                    "This factor has received as many codes as allowed in 24 hours. Try again later or choose another factor.",
+                    "This phone number or email address has received as many codes as allowed for now. Wait retryAfterSeconds or choose another factor.",
                 ),
-                None,
+                Some(*retry_after_seconds),
+            ),
+            A::Guard(Refusal {
+                limit: Limit::Budget,
+                retry_after_seconds,
+            }) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "resend_paused",
+                "Resend paused",
+                fixed("Codes cannot be sent right now. Try again after retryAfterSeconds."),
+                Some(*retry_after_seconds),
+            ),
+            A::GuardUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "guard_unavailable",
+                "Temporarily unavailable",
+                fixed("Codes cannot be sent right now. Try again in a few seconds."),
+                Some(GUARD_UNAVAILABLE_RETRY_SECONDS),
             ),
             A::Okta(O::RateLimited {
                 retry_after_seconds,
@@ -337,11 +387,38 @@ mod tests {
                 "destination_not_allowed",
                 None,
             ),
+            (ApiError::GuardUnavailable, 503, "guard_unavailable", None),
         ];
         for (err, status, code, field) in cases {
             let response = assert_problem(&err, status, code);
             assert_eq!(body(&response)["field"].as_str(), field, "{err:?}");
-            assert!(response.headers().get(RETRY_AFTER).is_none());
+            let retry_after = (code == "guard_unavailable").then_some("5");
+            assert_eq!(
+                response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .map(|v| v.to_str().unwrap()),
+                retry_after
+            );
+        }
+    }
+
+    #[test]
+    fn each_guard_refusal_has_its_code_and_exact_wait() {
+        for (limit, status, code) in [
+            (Limit::Cooldown, 429, "resend_too_soon"),
+            (Limit::UserDaily, 429, "daily_limit_reached"),
+            (Limit::Destination, 429, "destination_limit_reached"),
+            (Limit::Prefix, 429, "destination_limit_reached"),
+            (Limit::Budget, 503, "resend_paused"),
+        ] {
+            let err = ApiError::Guard(Refusal {
+                limit,
+                retry_after_seconds: 1234,
+            });
+            let response = assert_problem(&err, status, code);
+            assert_eq!(response.headers()[RETRY_AFTER], "1234");
+            assert_eq!(body(&response)["retryAfterSeconds"], 1234);
         }
     }
 

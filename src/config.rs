@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use crate::guard::{GuardSettings, Limits};
 use crate::policy::{DestinationPolicy, PhonePrefix};
 
 pub const ORG_URL_VAR: &str = "OKTA_ORG_URL";
@@ -14,6 +15,17 @@ pub const VERIFY_FACTOR_VAR: &str = "VERIFY_FACTOR";
 pub const ALLOWED_PREFIXES_VAR: &str = "RESEND_ALLOWED_PREFIXES";
 pub const DENIED_PREFIXES_VAR: &str = "RESEND_DENIED_PREFIXES";
 pub const CALLER_CLAIM_VAR: &str = "CALLER_USER_CLAIM";
+pub const GUARD_TABLE_VAR: &str = "RESEND_GUARD_TABLE";
+pub const GUARD_KEY_SECRET_VAR: &str = "RESEND_GUARD_KEY_SECRET_ID";
+pub const GUARD_FAIL_OPEN_VAR: &str = "RESEND_GUARD_FAIL_OPEN";
+pub const COOLDOWN_VAR: &str = "RESEND_COOLDOWN_SECONDS";
+pub const EMAIL_COOLDOWN_VAR: &str = "RESEND_EMAIL_COOLDOWN_SECONDS";
+pub const COOLDOWN_MAX_VAR: &str = "RESEND_COOLDOWN_MAX_SECONDS";
+pub const USER_DAILY_LIMIT_VAR: &str = "RESEND_USER_DAILY_LIMIT";
+pub const DESTINATION_HOURLY_LIMIT_VAR: &str = "RESEND_DESTINATION_HOURLY_LIMIT";
+pub const PREFIX_HOURLY_LIMIT_VAR: &str = "RESEND_PREFIX_HOURLY_LIMIT";
+pub const HOURLY_BUDGET_VAR: &str = "RESEND_HOURLY_BUDGET";
+pub const METRICS_NAMESPACE_VAR: &str = "METRICS_NAMESPACE";
 
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// API Gateway gives up at 29 s; the Okta call must end well before.
@@ -86,6 +98,10 @@ pub struct Config {
     pub destination_policy: DestinationPolicy,
     /// The verified claim that must equal the request's `userId`; `None` binds nothing.
     pub caller_claim: Option<String>,
+    /// The shared guard (DynamoDB); `None` when `RESEND_GUARD_TABLE` is not set.
+    pub guard: Option<GuardSettings>,
+    /// CloudWatch namespace of the per-request EMF records.
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -164,6 +180,17 @@ impl Config {
                 });
             }
         };
+        let guard = guard_settings(&lookup)?;
+        let metrics_namespace = match lookup(METRICS_NAMESPACE_VAR).map(|v| v.trim().to_owned()) {
+            None => "okta-resend".to_owned(),
+            Some(ns) if is_namespace(&ns) => ns,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    var: METRICS_NAMESPACE_VAR,
+                    reason: "expected 1 to 255 letters, digits or . - _ / # :".into(),
+                });
+            }
+        };
         Ok(Self {
             org_url,
             secret_id,
@@ -171,8 +198,93 @@ impl Config {
             verify_factor,
             destination_policy,
             caller_claim,
+            guard,
+            metrics_namespace,
         })
     }
+}
+
+/// The guard's settings when `RESEND_GUARD_TABLE` names a table; every limit variable is
+/// checked whether or not it is.
+fn guard_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<GuardSettings>, ConfigError> {
+    let number = |var: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+        match lookup(var).map(|v| v.trim().to_owned()) {
+            None => Ok(default),
+            Some(raw) if raw.is_empty() => Ok(default),
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= min && *n <= 10_000_000)
+                .ok_or_else(|| ConfigError::Invalid {
+                    var,
+                    reason: format!("expected a whole number from {min}"),
+                }),
+        }
+    };
+    let limits = Limits {
+        cooldown_seconds: number(COOLDOWN_VAR, 30, 1)?,
+        email_cooldown_seconds: number(EMAIL_COOLDOWN_VAR, 5, 1)?,
+        cooldown_max_seconds: number(COOLDOWN_MAX_VAR, 900, 1)?,
+        user_daily_limit: number(USER_DAILY_LIMIT_VAR, 10, 1)?,
+        destination_hourly_limit: number(DESTINATION_HOURLY_LIMIT_VAR, 5, 1)?,
+        prefix_hourly_limit: number(PREFIX_HOURLY_LIMIT_VAR, 30, 1)?,
+        hourly_budget: number(HOURLY_BUDGET_VAR, 1000, 0)?,
+    };
+    if limits.cooldown_max_seconds < limits.cooldown_seconds.max(limits.email_cooldown_seconds) {
+        return Err(ConfigError::Invalid {
+            var: COOLDOWN_MAX_VAR,
+            reason: format!("must be at least {COOLDOWN_VAR} and {EMAIL_COOLDOWN_VAR}"),
+        });
+    }
+    let fail_open = match lookup(GUARD_FAIL_OPEN_VAR).as_deref().map(str::trim) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                var: GUARD_FAIL_OPEN_VAR,
+                reason: "expected true or false".into(),
+            });
+        }
+    };
+    let Some(table) = lookup(GUARD_TABLE_VAR)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    if !is_table_name(&table) {
+        return Err(ConfigError::Invalid {
+            var: GUARD_TABLE_VAR,
+            reason: "expected a DynamoDB table name: 3 to 255 letters, digits, _ - .".into(),
+        });
+    }
+    let key_secret_id = lookup(GUARD_KEY_SECRET_VAR)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing(GUARD_KEY_SECRET_VAR))?;
+    Ok(Some(GuardSettings {
+        table,
+        key_secret_id,
+        fail_open,
+        limits,
+    }))
+}
+
+fn is_table_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// CloudWatch accepts these characters in a namespace.
+fn is_namespace(ns: &str) -> bool {
+    (1..=255).contains(&ns.len())
+        && ns.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b'#' | b':')
+        })
 }
 
 /// A JWT claim name as API Gateway passes it on (`uid`, `custom:okta_id`, `cognito:username`).
@@ -202,6 +314,81 @@ mod tests {
         assert!(c.verify_factor);
         assert_eq!(c.destination_policy, DestinationPolicy::default());
         assert_eq!(c.caller_claim, None);
+        assert_eq!(c.guard, None);
+        assert_eq!(c.metrics_namespace, "okta-resend");
+    }
+
+    #[test]
+    fn guard_settings() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut all = vec![(ORG_URL_VAR, "https://example.okta.com"), SECRET];
+            all.extend_from_slice(pairs);
+            config(&all)
+        };
+        let table = (GUARD_TABLE_VAR, "okta-resend-guard");
+        let key = (GUARD_KEY_SECRET_VAR, "okta-resend/guard-key");
+        let guard = with(&[table, key]).unwrap().guard.unwrap();
+        assert_eq!(guard.table, "okta-resend-guard");
+        assert_eq!(guard.key_secret_id, "okta-resend/guard-key");
+        assert!(!guard.fail_open);
+        assert_eq!(
+            guard.limits,
+            Limits {
+                cooldown_seconds: 30,
+                email_cooldown_seconds: 5,
+                cooldown_max_seconds: 900,
+                user_daily_limit: 10,
+                destination_hourly_limit: 5,
+                prefix_hourly_limit: 30,
+                hourly_budget: 1000,
+            }
+        );
+        let guard = with(&[
+            table,
+            key,
+            (GUARD_FAIL_OPEN_VAR, "true"),
+            (COOLDOWN_VAR, "1"),
+            (EMAIL_COOLDOWN_VAR, "2"),
+            (COOLDOWN_MAX_VAR, "2"),
+            (HOURLY_BUDGET_VAR, "0"),
+        ])
+        .unwrap()
+        .guard
+        .unwrap();
+        assert!(guard.fail_open);
+        assert_eq!(
+            (
+                guard.limits.cooldown_seconds,
+                guard.limits.cooldown_max_seconds,
+                guard.limits.hourly_budget
+            ),
+            (1, 2, 0)
+        );
+        assert_eq!(
+            with(&[table]),
+            Err(ConfigError::Missing(GUARD_KEY_SECRET_VAR))
+        );
+        for (var, bad) in [
+            (COOLDOWN_VAR, "0"),
+            (COOLDOWN_VAR, "1.5"),
+            (EMAIL_COOLDOWN_VAR, "-1"),
+            (COOLDOWN_MAX_VAR, "10"),
+            (USER_DAILY_LIMIT_VAR, "0"),
+            (DESTINATION_HOURLY_LIMIT_VAR, "x"),
+            (PREFIX_HOURLY_LIMIT_VAR, "0"),
+            (HOURLY_BUDGET_VAR, "-5"),
+            (GUARD_FAIL_OPEN_VAR, "yes"),
+            (GUARD_TABLE_VAR, "a b"),
+            (METRICS_NAMESPACE_VAR, "has space"),
+        ] {
+            // Limits are checked even with the guard off: a typo must not wait for the
+            // day the guard is turned on.
+            let err = with(&[key, (var, bad)]).unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!("{var} is invalid")),
+                "{var}={bad:?}: {err}"
+            );
+        }
     }
 
     #[test]

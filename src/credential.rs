@@ -96,7 +96,19 @@ impl SecretsManagerSource {
         }
     }
 
+    /// Reads the secret and parses it as the Okta credential.
     pub async fn fetch(&self) -> Result<TokenSource, CredentialError> {
+        let raw = self.read().await?;
+        TokenSource::from_secret_string(raw.expose_secret()).map_err(|reason| {
+            CredentialError::Malformed {
+                secret_id: self.secret_id.clone(),
+                reason,
+            }
+        })
+    }
+
+    /// The secret's `SecretString`, within [`SECRET_READ_TIMEOUT`].
+    pub async fn read(&self) -> Result<SecretString, CredentialError> {
         let secret_id = self.secret_id.clone();
         let call = self.client.get_secret_value().secret_id(&secret_id).send();
         let output = tokio::time::timeout(SECRET_READ_TIMEOUT, call)
@@ -108,13 +120,10 @@ impl SecretsManagerSource {
                 secret_id: secret_id.clone(),
                 reason: DisplayErrorContext(&err).to_string(),
             })?;
-        let raw = output
+        output
             .secret_string()
-            .ok_or_else(|| CredentialError::NotAString {
-                secret_id: secret_id.clone(),
-            })?;
-        TokenSource::from_secret_string(raw)
-            .map_err(|reason| CredentialError::Malformed { secret_id, reason })
+            .map(SecretString::from)
+            .ok_or(CredentialError::NotAString { secret_id })
     }
 }
 

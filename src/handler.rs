@@ -1,8 +1,8 @@
 //! The HTTP handler: one API Gateway event in, one response out, one log line written.
 //!
 //! [`App::handle`] is the request's whole path, top to bottom: route -> method -> body
-//! size -> media type -> validate -> caller binding -> factor check -> destination policy
-//! -> resend -> answer. The first failure answers.
+//! size -> media type -> validate -> caller binding -> guard pre-check -> factor check ->
+//! destination policy -> guard commit -> resend -> answer. The first failure answers.
 
 use lambda_http::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use lambda_http::http::{Method, Response, StatusCode};
@@ -15,6 +15,8 @@ use crate::api_error::ApiError;
 use crate::caller::verified_claim;
 use crate::config::Config;
 use crate::factor::{DestinationSource, FactorCheckError, Resend};
+use crate::guard::{Checked, Guard, GuardError, Ticket};
+use crate::metrics::{Metrics, country_calling_code};
 use crate::okta::{OktaClient, OktaError, OktaMeta};
 use crate::policy::DestinationPolicy;
 use crate::request::{DestinationRule, ResendRequest};
@@ -31,6 +33,32 @@ pub struct App {
     verify_factor: bool,
     destination_policy: DestinationPolicy,
     caller_claim: Option<String>,
+    guard: Option<Guard>,
+    metrics: Metrics,
+}
+
+/// How the shared guard took part in a request, for the log line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GuardUse {
+    Off,
+    On,
+    FailedOpen,
+}
+
+impl GuardUse {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::On => "on",
+            Self::FailedOpen => "failed_open",
+        }
+    }
+}
+
+/// A sent code, and how long the app should wait before offering "resend" again.
+struct Sent {
+    resend: Resend,
+    retry_after_seconds: u64,
 }
 
 /// What the request's summary log line reports. Personal data only masked.
@@ -40,12 +68,13 @@ struct Summary {
     factor_type: Option<&'static str>,
     destination: Option<String>,
     destination_source: Option<DestinationSource>,
+    guard: Option<GuardUse>,
     okta: OktaMeta,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Sent<'a> {
+struct SentBody<'a> {
     status: &'static str,
     factor_id: &'a str,
     factor_type: &'static str,
@@ -60,7 +89,21 @@ impl App {
             verify_factor: config.verify_factor,
             destination_policy: config.destination_policy.clone(),
             caller_claim: config.caller_claim.clone(),
+            guard: None,
+            metrics: Metrics::stdout(config.metrics_namespace.clone()),
         }
+    }
+
+    /// Turns the shared guard on.
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Sends the per-request EMF records to `metrics` instead of stdout.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Answers one API Gateway event (HTTP API v2 or REST v1). Never fails: every error
@@ -74,9 +117,20 @@ impl App {
         let mut summary = Summary::default();
 
         let (response, outcome) = match self.resend(&event, started, &mut summary).await {
-            Ok(resend) => (sent_response(&resend), "sent"),
+            Ok(sent) => {
+                let country = sent.resend.destination().phone().map(country_calling_code);
+                self.metrics.record("sent", country);
+                (sent_response(&sent), "sent")
+            }
             Err(err) => {
                 match &err {
+                    ApiError::GuardUnavailable => {
+                        tracing::error!(
+                            event = "guard_unavailable",
+                            request_id = %request_id,
+                            "the shared guard's table cannot be used: resends are refused (RESEND_GUARD_FAIL_OPEN is false)"
+                        );
+                    }
                     ApiError::Okta(OktaError::CredentialRejected { status }) => {
                         tracing::error!(
                             event = "okta_credential_rejected",
@@ -99,6 +153,7 @@ impl App {
                 }
                 let problem = err.problem();
                 let code = problem.code;
+                self.metrics.record(code, None);
                 (problem.into_response(&request_id), code)
             }
         };
@@ -110,6 +165,7 @@ impl App {
             factor_type = summary.factor_type,
             destination = summary.destination.as_deref(),
             destination_source = summary.destination_source.map(DestinationSource::as_str),
+            guard = summary.guard.map(GuardUse::as_str),
             outcome,
             status = response.status().as_u16(),
             okta_status = summary.okta.status,
@@ -126,7 +182,7 @@ impl App {
         event: &Request,
         started: Instant,
         summary: &mut Summary,
-    ) -> Result<Resend, ApiError> {
+    ) -> Result<Sent, ApiError> {
         if route_path(event) != ROUTE {
             return Err(ApiError::NotFound);
         }
@@ -160,8 +216,12 @@ impl App {
             }
         }
 
-        // Every Okta call of this request shares one deadline.
+        // Every outbound call of this request shares one deadline.
         let deadline = started + self.okta_timeout;
+
+        // The shared guard's pre-check: a request already over a limit goes no further.
+        let checked = self.guard_pre_check(&request, deadline, summary).await?;
+
         let resend = if self.verify_factor {
             let reply = self
                 .okta
@@ -181,20 +241,110 @@ impl App {
             }
         }
 
-        let reply = self.okta.resend(&resend, deadline).await;
+        // The guard's commit records the attempt before the resend, re-checking each limit.
+        let ticket = match checked {
+            Some(checked) => {
+                self.guard_commit(checked, &resend, deadline, summary)
+                    .await?
+            }
+            None => None,
+        };
+
+        // The guard's countdown for the app is read while the resend is on its way.
+        let (reply, guard_wait) = tokio::join!(self.okta.resend(&resend, deadline), async {
+            match (&self.guard, &ticket) {
+                (Some(guard), Some(ticket)) => Some(guard.next_wait(ticket, deadline).await),
+                _ => None,
+            }
+        });
         summary.okta = reply.meta;
+        if let (Err(err), Some(ticket), Some(guard)) = (&reply.result, &ticket, &self.guard) {
+            // Okta's own throttle and its 404 prove nothing was sent: give the attempt
+            // back. Anything else (a 5xx, a timeout) may still have sent a code.
+            if matches!(err, OktaError::ResendTooSoon { .. } | OktaError::NotFound) {
+                guard.release(ticket, deadline).await;
+            }
+        }
         reply.result?;
-        Ok(resend)
+        let okta_wait = resend.destination().factor_type().cooldown_seconds();
+        let retry_after_seconds = guard_wait.map_or(okta_wait, |wait| wait.max(okta_wait));
+        Ok(Sent {
+            resend,
+            retry_after_seconds,
+        })
+    }
+
+    /// The guard's pre-check, or `None` when the guard is off or failed open.
+    async fn guard_pre_check(
+        &self,
+        request: &ResendRequest,
+        deadline: Instant,
+        summary: &mut Summary,
+    ) -> Result<Option<Checked>, ApiError> {
+        let Some(guard) = &self.guard else {
+            summary.guard = Some(GuardUse::Off);
+            return Ok(None);
+        };
+        let checked = guard.pre_check(request, deadline).await;
+        self.guard_outcome(guard, checked, summary)
+    }
+
+    /// The guard's commit, or `None` when it failed open.
+    async fn guard_commit(
+        &self,
+        checked: Checked,
+        resend: &Resend,
+        deadline: Instant,
+        summary: &mut Summary,
+    ) -> Result<Option<Ticket>, ApiError> {
+        let Some(guard) = &self.guard else {
+            return Ok(None);
+        };
+        let ticket = guard.commit(checked, resend, deadline).await;
+        self.guard_outcome(guard, ticket, summary)
+    }
+
+    /// A guard step's result: a refusal answers; an unusable table answers
+    /// `guard_unavailable`, or lets the request through when the guard fails open.
+    fn guard_outcome<T>(
+        &self,
+        guard: &Guard,
+        result: Result<T, GuardError>,
+        summary: &mut Summary,
+    ) -> Result<Option<T>, ApiError> {
+        match result {
+            Ok(value) => {
+                summary.guard = Some(GuardUse::On);
+                Ok(Some(value))
+            }
+            Err(GuardError::Refused(refusal)) => {
+                summary.guard = Some(GuardUse::On);
+                Err(ApiError::Guard(refusal))
+            }
+            Err(GuardError::Unavailable(reason)) if guard.fail_open() => {
+                tracing::warn!(
+                    event = "guard_failed_open",
+                    reason = %reason,
+                    "the shared guard's table cannot be used: the request goes on without it (RESEND_GUARD_FAIL_OPEN)"
+                );
+                summary.guard = Some(GuardUse::FailedOpen);
+                Ok(None)
+            }
+            Err(GuardError::Unavailable(reason)) => {
+                tracing::debug!(reason = %reason, "guard unavailable");
+                summary.guard = Some(GuardUse::On);
+                Err(ApiError::GuardUnavailable)
+            }
+        }
     }
 }
 
-fn sent_response(resend: &Resend) -> Response<Body> {
-    let factor_type = resend.destination().factor_type();
-    let body = Sent {
+fn sent_response(sent: &Sent) -> Response<Body> {
+    let body = SentBody {
         status: "sent",
-        factor_id: resend.factor_id().as_str(),
-        factor_type: factor_type.as_str(),
-        retry_after_seconds: factor_type.cooldown_seconds(),
+        factor_id: sent.resend.factor_id().as_str(),
+        factor_type: sent.resend.destination().factor_type().as_str(),
+        retry_after_seconds: sent.retry_after_seconds,
     };
     Response::builder()
         .status(StatusCode::OK)

@@ -9,8 +9,10 @@ pub mod config;
 pub mod credential;
 pub mod domain;
 pub mod factor;
+pub mod guard;
 pub mod handler;
 pub mod logging;
+pub mod metrics;
 pub mod okta;
 pub mod policy;
 pub mod problem;
@@ -24,6 +26,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use config::{Config, ConfigError};
 use credential::{CredentialError, SecretsManagerSource, TokenSource};
+use guard::{Guard, GuardKey};
 pub use handler::App;
 use okta::OktaClient;
 
@@ -34,6 +37,11 @@ pub enum InitError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Credential(#[from] CredentialError),
+    #[error("secret {secret_id} does not hold a guard key: {reason}")]
+    GuardKey {
+        secret_id: String,
+        reason: &'static str,
+    },
     #[error("could not build the Okta HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
 }
@@ -68,20 +76,34 @@ pub fn aws_sdk_config_loader() -> aws_config::ConfigLoader {
 }
 
 /// The cold start of [`init_from_env`], from a given configuration and AWS SDK configuration.
+/// The Okta credential and, with the guard on, its key are read at the same time.
 pub async fn init_with_sdk_config(
     config: &Config,
     sdk_config: &aws_config::SdkConfig,
 ) -> Result<App, InitError> {
-    let secrets = SecretsManagerSource::new(
-        aws_sdk_secretsmanager::Client::new(sdk_config),
-        config.secret_id.clone(),
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
+    let okta_secret = SecretsManagerSource::new(secrets.clone(), config.secret_id.clone());
+    let Some(settings) = &config.guard else {
+        return app_with_token(config, okta_secret.fetch().await?);
+    };
+    let key_secret = SecretsManagerSource::new(secrets, settings.key_secret_id.clone());
+    let (token, key) = tokio::join!(okta_secret.fetch(), key_secret.read());
+    let key = GuardKey::from_secret(&key?).map_err(|reason| InitError::GuardKey {
+        secret_id: settings.key_secret_id.clone(),
+        reason,
+    })?;
+    let guard = Guard::new(
+        aws_sdk_dynamodb::Client::new(sdk_config),
+        settings,
+        key,
+        guard::system_clock(),
     );
-    let token = secrets.fetch().await?;
-    app_with_token(config, token)
+    Ok(app_with_token(config, token?)?.with_guard(guard))
 }
 
-/// The [`App`] for `config`, calling Okta with `token`: the one place an `App` is
-/// assembled, for the cold start and for tests that bring their own token.
+/// The [`App`] for `config`, calling Okta with `token`, without the guard (see
+/// [`App::with_guard`]): the one place an `App` is assembled, for the cold start and for
+/// tests that bring their own token.
 pub fn app_with_token(config: &Config, token: TokenSource) -> Result<App, InitError> {
     let okta = OktaClient::new(config.org_url.clone(), token)?;
     Ok(App::new(okta, config))

@@ -9,8 +9,18 @@ on its own would be caught):
   * no IAM statement has a `*` resource or action, and no role gets a managed policy;
   * the function: provided.al2023, bootstrap, 128 MB, a timeout above the 25 s ceiling
     of OKTA_TIMEOUT_MS, JSON logs into its own log group, built with rust-cargolambda
-    for the okta-resend binary only.
-Runs with the SAM venv's Python (cfn-lint's loader, the SAM translator), offline.
+    for the okta-resend binary only;
+  * the shared guard (issue 9), as the template deploys with its parameter defaults
+    (each Fn::If resolved, resources whose Condition is false dropped): with Guard=true,
+    one on-demand table keyed on pk (S) with a TTL on expires_at, one generated key
+    secret, the function's role allowed exactly dynamodb:GetItem, PutItem and UpdateItem
+    on that table's ARN alone and secretsmanager:GetSecretValue on the Okta secret and
+    the key secret alone, and RESEND_GUARD_TABLE / RESEND_GUARD_KEY_SECRET_ID naming
+    them; with Guard=false, no table, no secret, no dynamodb action anywhere, and both
+    variables empty. Both states need a copy of the template with those defaults
+    (tools/template-with-defaults.py; make check-template lints three).
+The '*' check looks into both branches of every Fn::If. Runs with the SAM venv's Python
+(cfn-lint's loader, the SAM translator), offline.
 """
 
 import logging
@@ -47,6 +57,199 @@ def as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+def every_branch(stmts):
+    """Statements with each Fn::If replaced by both its branches (AWS::NoValue dropped)."""
+    for stmt in stmts:
+        if isinstance(stmt, dict) and list(stmt) == ["Fn::If"]:
+            yield from every_branch([b for b in stmt["Fn::If"][1:] if b != NO_VALUE])
+        else:
+            yield stmt
+
+
+# ---------------------------------------------------------------- the template as deployed
+NO_VALUE = {"Ref": "AWS::NoValue"}
+GUARD_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+GUARD_VARIABLES = (
+    "RESEND_GUARD_TABLE", "RESEND_GUARD_KEY_SECRET_ID", "RESEND_GUARD_FAIL_OPEN",
+    "RESEND_COOLDOWN_SECONDS", "RESEND_EMAIL_COOLDOWN_SECONDS", "RESEND_COOLDOWN_MAX_SECONDS",
+    "RESEND_USER_DAILY_LIMIT", "RESEND_DESTINATION_HOURLY_LIMIT", "RESEND_PREFIX_HOURLY_LIMIT",
+    "RESEND_HOURLY_BUDGET", "METRICS_NAMESPACE",
+)
+
+
+class Unresolvable(Exception):
+    pass
+
+
+class Deployed:
+    """Evaluates the template's conditions from its parameter defaults and resolves
+    Fn::If, as CloudFormation does when the stack is deployed with those values."""
+
+    def __init__(self, template: dict):
+        self.params = {
+            name: str(p["Default"]).lower() if isinstance(p.get("Default"), bool) else str(p["Default"])
+            for name, p in template.get("Parameters", {}).items() if "Default" in p
+        }
+        self.raw_conditions = template.get("Conditions", {})
+        self.conditions: dict[str, bool] = {}
+
+    def value(self, node):
+        if isinstance(node, dict) and list(node) == ["Ref"]:
+            if node["Ref"] not in self.params:
+                raise Unresolvable(f"parameter {node['Ref']} has no default")
+            return self.params[node["Ref"]]
+        if isinstance(node, (str, int, float)):
+            return str(node)
+        raise Unresolvable(f"cannot evaluate {node!r} in a condition")
+
+    def condition(self, name: str) -> bool:
+        if name not in self.conditions:
+            self.conditions[name] = self.evaluate(self.raw_conditions[name])
+        return self.conditions[name]
+
+    def evaluate(self, expr) -> bool:
+        (fn, args), = expr.items()
+        if fn == "Condition":
+            return self.condition(args)
+        if fn == "Fn::Equals":
+            return self.value(args[0]) == self.value(args[1])
+        if fn == "Fn::Not":
+            return not self.evaluate(args[0])
+        if fn == "Fn::And":
+            return all(self.evaluate(a) for a in args)
+        if fn == "Fn::Or":
+            return any(self.evaluate(a) for a in args)
+        raise Unresolvable(f"condition function {fn}")
+
+    def resolve(self, node):
+        """`node` with every Fn::If resolved; AWS::NoValue removes the key or list item."""
+        if isinstance(node, dict):
+            if list(node) == ["Fn::If"]:
+                name, then, otherwise = node["Fn::If"]
+                return self.resolve(then if self.condition(name) else otherwise)
+            out = {}
+            for key, value in node.items():
+                value = self.resolve(value)
+                if value != NO_VALUE:
+                    out[key] = value
+            return out
+        if isinstance(node, list):
+            return [v for v in (self.resolve(item) for item in node) if v != NO_VALUE]
+        return node
+
+    def resources(self, resources: dict) -> dict:
+        return {
+            name: self.resolve(res) for name, res in resources.items()
+            if "Condition" not in res or self.condition(res["Condition"])
+        }
+
+
+def actions_of(stmt) -> list[str]:
+    return [a for a in as_list(stmt.get("Action", [])) if isinstance(a, str)]
+
+
+def check_guard(template: dict, cfn: dict, fn_name: str) -> list[str]:
+    """The guard's resources and permissions, with the template's parameter defaults."""
+    problems = []
+    deployed = Deployed(template)
+    try:
+        guard_on = deployed.value({"Ref": "Guard"}) == "true"
+        resources = deployed.resources(cfn["Resources"])
+    except Unresolvable as err:
+        return [f"cannot resolve the template's conditions from its defaults: {err}"]
+    state = f"Guard={'true' if guard_on else 'false'}"
+
+    tables = [n for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"]
+    secrets = [n for n, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"]
+    fn = resources[fn_name]["Properties"]
+    env = fn.get("Environment", {}).get("Variables", {})
+    for var in GUARD_VARIABLES:
+        if var not in env:
+            problems.append(f"{fn_name}: environment lacks {var}")
+
+    role_ref = fn.get("Role")
+    role_name = role_ref.get("Fn::GetAtt", [None])[0] if isinstance(role_ref, dict) else None
+    if role_name not in resources or resources[role_name]["Type"] != "AWS::IAM::Role":
+        return problems + [f"{fn_name}: Role is not a role of this template ({role_ref!r})"]
+
+    # Every statement of every policy in the template, Fn::If resolved.
+    dynamo_stmts, secret_resources = [], []
+    for name, doc in walk_statements(resources):
+        for stmt in statements(doc):
+            actions = actions_of(stmt)
+            dynamo = [a for a in actions if a.lower().startswith("dynamodb:")]
+            if dynamo:
+                if name != role_name:
+                    problems.append(f"{name}: a dynamodb permission outside the function's role {role_name}")
+                dynamo_stmts.append(stmt)
+            if any(a.lower() in ("secretsmanager:getsecretvalue", "secretsmanager:*") for a in actions):
+                secret_resources += as_list(stmt.get("Resource", []))
+
+    if not guard_on:
+        if tables:
+            problems.append(f"{state}: DynamoDB tables {tables} are created")
+        if secrets:
+            problems.append(f"{state}: secrets {secrets} are created")
+        for stmt in dynamo_stmts:
+            problems.append(f"{state}: statement {stmt.get('Sid', '?')} grants {actions_of(stmt)}")
+        for var in ("RESEND_GUARD_TABLE", "RESEND_GUARD_KEY_SECRET_ID"):
+            if env.get(var) != "":
+                problems.append(f"{state}: {var} is {env.get(var)!r}, expected empty")
+        if secret_resources != [{"Ref": "OktaSecretArn"}]:
+            problems.append(f"{state}: GetSecretValue on {secret_resources}, expected the Okta secret only")
+        return [f"{state}: {p}" if not p.startswith(state) else p for p in problems]
+
+    if len(tables) != 1:
+        return problems + [f"{state}: expected one DynamoDB table, found {tables}"]
+    if len(secrets) != 1:
+        return problems + [f"{state}: expected one secret (the guard's key), found {secrets}"]
+    table, secret = tables[0], secrets[0]
+    props = resources[table]["Properties"]
+    expect = {
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+    }
+    for key, want in expect.items():
+        if props.get(key) != want:
+            problems.append(f"{table}: {key} is {props.get(key)!r}, expected {want!r}")
+    for key in ("DeletionProtectionEnabled", "PointInTimeRecoverySpecification"):
+        if key not in props:
+            problems.append(f"{table}: {key} is not set (a template parameter decides it)")
+    generate = resources[secret]["Properties"].get("GenerateSecretString", {})
+    if generate.get("PasswordLength") != 64 or generate.get("ExcludePunctuation") is not True \
+            or "SecretStringTemplate" in generate:
+        problems.append(f"{secret}: expected GenerateSecretString of 64 characters without punctuation")
+    if "SecretString" in resources[secret]["Properties"]:
+        problems.append(f"{secret}: the key must be generated, not written in the template")
+
+    table_arn = {"Fn::GetAtt": [table, "Arn"]}
+    granted = set()
+    for stmt in dynamo_stmts:
+        granted |= set(actions_of(stmt))
+        if stmt.get("Effect") != "Allow" or "Condition" in stmt:
+            problems.append(f"{role_name}: statement {stmt.get('Sid', '?')} is not a plain Allow")
+        if as_list(stmt.get("Resource", [])) != [table_arn]:
+            problems.append(f"{role_name}: statement {stmt.get('Sid', '?')} grants dynamodb on "
+                            f"{stmt.get('Resource')!r}, expected the table's ARN only")
+    if granted != GUARD_ACTIONS:
+        problems.append(f"{role_name}: dynamodb actions are {sorted(granted)}, expected exactly {sorted(GUARD_ACTIONS)}")
+    want_secrets = [{"Ref": "OktaSecretArn"}, {"Ref": secret}]
+    if sorted(map(str, secret_resources)) != sorted(map(str, want_secrets)):
+        problems.append(f"{role_name}: GetSecretValue on {secret_resources}, expected {want_secrets}")
+    if env.get("RESEND_GUARD_TABLE") != {"Ref": table}:
+        problems.append(f"{fn_name}: RESEND_GUARD_TABLE is {env.get('RESEND_GUARD_TABLE')!r}, expected the table")
+    if env.get("RESEND_GUARD_KEY_SECRET_ID") != {"Ref": secret}:
+        problems.append(f"{fn_name}: RESEND_GUARD_KEY_SECRET_ID is {env.get('RESEND_GUARD_KEY_SECRET_ID')!r}, "
+                        f"expected the key secret")
+    alarms = {r["Properties"].get("MetricName") for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    for metric in ("BudgetExhausted", "Requests"):
+        if metric not in alarms:
+            problems.append(f"{state}: no alarm on the metric {metric}")
+    return [f"{state}: {p}" for p in problems]
+
+
 def check(path):
     problems = []
     source, matches = decode(path)
@@ -75,7 +278,7 @@ def check(path):
         problems.append(f"expected one API, found {apis}")
 
     for name, doc in walk_statements(resources):
-        for stmt in statements(doc):
+        for stmt in every_branch(statements(doc)):
             for key in ("Resource", "Action", "NotResource", "NotAction"):
                 if any(v == "*" or v == ["*"] for v in as_list(stmt.get(key, []))):
                     problems.append(f"{name}: statement {stmt.get('Sid', '?')} has {key} '*'")
@@ -99,6 +302,7 @@ def check(path):
     for var in ("OKTA_ORG_URL", "OKTA_SECRET_ID", "OKTA_TIMEOUT_MS"):
         if var not in env:
             problems.append(f"{fn_name}: environment lacks {var}")
+    problems += check_guard(source, cfn, fn_name)
     return [f"{path}: {p}" for p in problems]
 
 
@@ -107,7 +311,8 @@ def main(paths):
     for p in problems:
         print(p, file=sys.stderr)
     if not problems:
-        print(f"{', '.join(paths)}: one POST /factors/resend route, no '*' in IAM, function as specified")
+        print(f"{', '.join(paths)}: one POST /factors/resend route, no '*' in IAM, function as specified, "
+              f"guard table and key access exactly as specified (or absent with Guard=false)")
     return 1 if problems else 0
 
 

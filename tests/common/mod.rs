@@ -2,6 +2,8 @@
 //! sample events, and an `App` wired to a given Okta URL.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod runtime_api;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -112,6 +114,78 @@ impl Moto {
             .expect("create secret in moto");
         name
     }
+
+    /// Creates a guard table, unique to this test, from template.yaml's key schema
+    /// (`scripts/guard_table.py`), and returns its name.
+    pub fn create_guard_table(&self) -> String {
+        let name = unique("okta-resend-guard");
+        let status = Command::new(repo_root().join(".venv/bin/python"))
+            .arg(repo_root().join("scripts/guard_table.py"))
+            .args(["create", "--endpoint", &self.endpoint, "--name", &name])
+            .status()
+            .expect("run scripts/guard_table.py (make tools installs .venv)");
+        assert!(status.success(), "guard_table.py create failed");
+        name
+    }
+}
+
+/// A clock the tests move by hand (epoch milliseconds), for the guard's windows.
+#[derive(Clone)]
+pub struct TestClock(pub std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl TestClock {
+    /// At a whole hour, so that clock-hour windows are easy to reason about.
+    pub fn at_an_hour() -> Self {
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+            1_795_989_600_000,
+        )))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(
+            u64::try_from(by.as_millis()).unwrap(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    pub fn clock(&self) -> okta_resend::guard::Clock {
+        let now = self.0.clone();
+        std::sync::Arc::new(move || now.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// An `App` as [`app_with`] builds it, with the shared guard on `table` (through moto's
+/// endpoint `dynamodb`) and `clock`. The guard's limits come from `vars`.
+pub async fn app_with_guard(
+    org_url: &str,
+    dynamodb: &str,
+    table: &str,
+    clock: &TestClock,
+    vars: &[(&str, &str)],
+) -> App {
+    use okta_resend::config::{GUARD_KEY_SECRET_VAR, GUARD_TABLE_VAR};
+    let mut all = vec![(GUARD_TABLE_VAR, table), (GUARD_KEY_SECRET_VAR, "unused")];
+    all.extend_from_slice(vars);
+    let settings = config(org_url, "unused", &all)
+        .guard
+        .expect("guard settings");
+    let sdk = okta_resend::aws_sdk_config_loader()
+        .endpoint_url(dynamodb)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let key = okta_resend::guard::GuardKey::from_secret(&secrecy::SecretString::from(
+        "test-guard-key-0123456789abcdef0123456789",
+    ))
+    .unwrap();
+    let guard = okta_resend::guard::Guard::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &settings,
+        key,
+        clock.clock(),
+    );
+    app_with(org_url, &all).with_guard(guard)
 }
 
 impl Drop for Moto {
