@@ -73,12 +73,112 @@ impl TokenSource {
         })
     }
 
+    /// Whether `other` holds the same token (a re-read secret that did not change).
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.api_token.expose_secret() == other.api_token.expose_secret()
+    }
+
     /// The `Authorization` header value, marked sensitive so HTTP crates do not log it.
     pub fn authorization(&self) -> HeaderValue {
         let mut value = HeaderValue::try_from(format!("SSWS {}", self.api_token.expose_secret()))
             .expect("token characters were checked when it was loaded");
         value.set_sensitive(true);
         value
+    }
+}
+
+/// Re-reads of the secret after Okta refuses the token are at most this frequent, per
+/// instance: a revoked token must not turn into a stream of Secrets Manager calls.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What a refresh after a refused token found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// The secret holds another token now: retry with it.
+    Changed,
+    /// Same token, or no way to re-read it: the refusal stands.
+    Unchanged,
+    /// Re-read less than [`REFRESH_INTERVAL`] ago.
+    TooSoon,
+    /// The secret could not be read in time.
+    Failed,
+}
+
+/// The credential in use, and how to get a newer one when Okta refuses it: the token is
+/// re-read from its secret after a 401, so a rotation (put-secret-value, then revoke the
+/// old token) needs no cold start. The cold-start read does not count as a re-read.
+pub struct Credential {
+    current: std::sync::RwLock<std::sync::Arc<TokenSource>>,
+    source: Option<SecretsManagerSource>,
+    last_refresh: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(***)")
+    }
+}
+
+impl Credential {
+    /// A token that is never re-read (tests, tools).
+    pub fn fixed(token: TokenSource) -> Self {
+        Self::new(token, None)
+    }
+
+    /// The token read at cold start from `source`, re-read from it after a refusal.
+    pub fn from_secret(token: TokenSource, source: SecretsManagerSource) -> Self {
+        Self::new(token, Some(source))
+    }
+
+    fn new(token: TokenSource, source: Option<SecretsManagerSource>) -> Self {
+        Self {
+            current: std::sync::RwLock::new(std::sync::Arc::new(token)),
+            source,
+            last_refresh: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn token(&self) -> std::sync::Arc<TokenSource> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The `Authorization` header for the token in use.
+    pub fn authorization(&self) -> HeaderValue {
+        self.token().authorization()
+    }
+
+    /// After Okta refused the token: re-reads the secret (by `deadline`, and not within
+    /// [`REFRESH_INTERVAL`] of the last re-read) and keeps a changed token.
+    pub async fn refresh(&self, deadline: tokio::time::Instant) -> Refresh {
+        let Some(source) = &self.source else {
+            return Refresh::Unchanged;
+        };
+        let mut last = self.last_refresh.lock().await;
+        let now = tokio::time::Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < REFRESH_INTERVAL) {
+            return Refresh::TooSoon;
+        }
+        *last = Some(now);
+        let fresh = match tokio::time::timeout_at(deadline, source.fetch()).await {
+            Ok(Ok(fresh)) => fresh,
+            Ok(Err(err)) => {
+                tracing::warn!(event = "credential_refresh_failed", error = %err, "could not re-read the Okta credential");
+                return Refresh::Failed;
+            }
+            Err(_) => return Refresh::Failed,
+        };
+        if fresh.same_as(&self.token()) {
+            return Refresh::Unchanged;
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(fresh);
+        tracing::info!(
+            event = "credential_refreshed",
+            "Okta refused the token in use; the secret holds a new one, which is used from now on"
+        );
+        Refresh::Changed
     }
 }
 

@@ -19,12 +19,16 @@ use crate::guard::{Checked, Guard, GuardError, Ticket};
 use crate::metrics::{Metrics, country_calling_code};
 use crate::okta::{OktaClient, OktaError, OktaMeta};
 use crate::policy::DestinationPolicy;
-use crate::request::{DestinationRule, ResendRequest};
+use crate::request::{DestinationRule, ResendRequest, ValidationError};
+use crate::runtime::UndecodableBody;
 
 /// The only route this function serves.
 pub const ROUTE: &str = "/factors/resend";
 /// Largest accepted request body, counted on the decoded bytes.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
+/// Kept free before the invocation's deadline: time to write our own answer and hand it to
+/// the runtime, so that a slow dependency is our 504, never API Gateway's.
+pub const INVOCATION_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Everything a request needs, built once per cold start (see [`crate::init_from_env`]).
 pub struct App {
@@ -183,7 +187,7 @@ impl App {
         started: Instant,
         summary: &mut Summary,
     ) -> Result<Sent, ApiError> {
-        if route_path(event) != ROUTE {
+        if !is_our_route(event) {
             return Err(ApiError::NotFound);
         }
         if event.method() != Method::POST {
@@ -201,6 +205,9 @@ impl App {
         } else {
             DestinationRule::Required
         };
+        if event.extensions().get::<UndecodableBody>().is_some() {
+            return Err(ValidationError::InvalidJson.into());
+        }
         let request = ResendRequest::from_json(body, rule)?;
         summary.user_id = Some(request.user_id().to_string());
         summary.factor_type = Some(request.factor_type().as_str());
@@ -217,7 +224,7 @@ impl App {
         }
 
         // Every outbound call of this request shares one deadline.
-        let deadline = started + self.okta_timeout;
+        let deadline = request_deadline(event, started, self.okta_timeout);
 
         // The shared guard's pre-check: a request already over a limit goes no further.
         let checked = self.guard_pre_check(&request, deadline, summary).await?;
@@ -356,9 +363,58 @@ fn sent_response(sent: &Sent) -> Response<Body> {
         .expect("status and headers are valid")
 }
 
-/// The resource path without any API Gateway stage prefix. An HTTP API (v2) event from a
-/// named stage has the stage in `rawPath`; a REST (v1) event's `path` never has it (the
-/// stage is only in `requestContext.path`), so nothing is stripped there.
+/// Whether the event is for [`ROUTE`]. The route API Gateway matched is the truth where the
+/// event names one: the v2 `routeKey` (`POST /factors/resend`) or the v1 resource path.
+/// Behind a custom domain with an API mapping key, the path itself carries the mapping key
+/// (`/okta/factors/resend`) and only the matched route says which route it is. Without a
+/// named route (`$default`, a `{proxy+}` route, `cargo lambda watch`), the path decides.
+fn is_our_route(event: &Request) -> bool {
+    match event.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            let route_key = ctx.route_key.as_deref();
+            match named_route(route_key.and_then(|k| k.split_once(' ')).map(|(_, p)| p)) {
+                Some(route) => route == ROUTE,
+                None => route_path(event) == ROUTE,
+            }
+        }
+        Some(RequestContext::ApiGatewayV1(ctx)) => {
+            match named_route(ctx.resource_path.as_deref()) {
+                Some(route) => route == ROUTE,
+                None => route_path(event) == ROUTE,
+            }
+        }
+        _ => route_path(event) == ROUTE,
+    }
+}
+
+/// A route API Gateway matched by name: not `$default`, not a `{proxy+}` route.
+fn named_route(route: Option<&str>) -> Option<&str> {
+    route.filter(|r| r.starts_with('/') && !r.contains('{'))
+}
+
+/// The request's one deadline: `OKTA_TIMEOUT_MS` from its start, or earlier when the
+/// invocation's own deadline (less [`INVOCATION_MARGIN`]) comes first. A context without
+/// a deadline (tests, tools) bounds nothing more.
+fn request_deadline(event: &Request, started: Instant, budget: std::time::Duration) -> Instant {
+    let own = started + budget;
+    let Some(invocation_deadline_ms) = event
+        .lambda_context_ref()
+        .map(|c| c.deadline)
+        .filter(|ms| *ms > 0)
+    else {
+        return own;
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let left = std::time::Duration::from_millis(invocation_deadline_ms.saturating_sub(now_ms))
+        .saturating_sub(INVOCATION_MARGIN);
+    own.min(Instant::now() + left)
+}
+
+/// The path without any API Gateway stage prefix. An HTTP API (v2) event from a named
+/// stage has the stage in `rawPath`; a REST (v1) event's `path` never has it (the stage is
+/// only in `requestContext.path`), so nothing is stripped there.
 fn route_path(event: &Request) -> &str {
     let path = event.raw_http_path();
     match event.request_context_ref() {

@@ -17,6 +17,7 @@ pub mod okta;
 pub mod policy;
 pub mod problem;
 pub mod request;
+pub mod runtime;
 
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use config::{Config, ConfigError};
-use credential::{CredentialError, SecretsManagerSource, TokenSource};
+use credential::{Credential, CredentialError, SecretsManagerSource};
 use guard::{Guard, GuardKey};
 pub use handler::App;
 use okta::OktaClient;
@@ -84,10 +85,12 @@ pub async fn init_with_sdk_config(
     let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
     let okta_secret = SecretsManagerSource::new(secrets.clone(), config.secret_id.clone());
     let Some(settings) = &config.guard else {
-        return app_with_token(config, okta_secret.fetch().await?);
+        let token = okta_secret.fetch().await?;
+        return app_with_credential(config, Credential::from_secret(token, okta_secret));
     };
     let key_secret = SecretsManagerSource::new(secrets, settings.key_secret_id.clone());
     let (token, key) = tokio::join!(okta_secret.fetch(), key_secret.read());
+    let credential = Credential::from_secret(token?, okta_secret);
     let key = GuardKey::from_secret(&key?).map_err(|reason| InitError::GuardKey {
         secret_id: settings.key_secret_id.clone(),
         reason,
@@ -98,13 +101,13 @@ pub async fn init_with_sdk_config(
         key,
         guard::system_clock(),
     );
-    Ok(app_with_token(config, token?)?.with_guard(guard))
+    Ok(app_with_credential(config, credential)?.with_guard(guard))
 }
 
-/// The [`App`] for `config`, calling Okta with `token`, without the guard (see
+/// The [`App`] for `config`, calling Okta with `credential`, without the guard (see
 /// [`App::with_guard`]): the one place an `App` is assembled, for the cold start and for
-/// tests that bring their own token.
-pub fn app_with_token(config: &Config, token: TokenSource) -> Result<App, InitError> {
-    let okta = OktaClient::new(config.org_url.clone(), token)?;
+/// tests that bring their own credential.
+pub fn app_with_credential(config: &Config, credential: Credential) -> Result<App, InitError> {
+    let okta = OktaClient::new(config.org_url.clone(), credential)?;
     Ok(App::new(okta, config))
 }

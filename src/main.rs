@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use lambda_http::{Error, service_fn};
+use lambda_http::service_fn;
 use okta_resend::{init_from_env, logging};
 
 #[tokio::main(flavor = "current_thread")]
@@ -18,8 +18,8 @@ async fn main() -> ExitCode {
     };
 
     let app = &app;
-    let handler = service_fn(move |event| async move { Ok::<_, Error>(app.handle(event).await) });
-    match lambda_http::run(handler).await {
+    let handler = service_fn(move |event| okta_resend::runtime::handle_event(app, event));
+    match lambda_http::lambda_runtime::run(handler).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "Lambda runtime stopped");

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::OrgUrl;
-use crate::credential::TokenSource;
+use crate::credential::{Credential, Refresh};
 use crate::domain::{Destination, FactorType, OktaId};
 use crate::factor::{EnrolledFactor, Resend};
 
@@ -77,11 +77,11 @@ enum OnSuccess {
 pub struct OktaClient {
     http: reqwest::Client,
     org_url: OrgUrl,
-    token: TokenSource,
+    credential: Credential,
 }
 
 impl OktaClient {
-    pub fn new(org_url: OrgUrl, token: TokenSource) -> Result<Self, reqwest::Error> {
+    pub fn new(org_url: OrgUrl, credential: Credential) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("okta-resend/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -95,7 +95,7 @@ impl OktaClient {
         Ok(Self {
             http,
             org_url,
-            token,
+            credential,
         })
     }
 
@@ -143,16 +143,40 @@ impl OktaClient {
         }
     }
 
-    /// Sends one request with our credential and reads its answer, all by `deadline`:
-    /// a 2xx answer's body, or the error it maps to.
+    /// Sends one request with our credential and reads its answer, all by `deadline`.
+    /// When Okta refuses the token (401: E0000011 or no known code) and its secret now
+    /// holds another one, the same request goes once more with it: safe, since Okta acted
+    /// on nothing. Never more than that one retry.
     async fn exchange(
         &self,
         request: reqwest::RequestBuilder,
         deadline: Instant,
         on_success: OnSuccess,
     ) -> (OktaMeta, Result<Vec<u8>, OktaError>) {
+        let again = request.try_clone();
+        let (meta, result) = self.exchange_once(request, deadline, on_success).await;
+        let token_refused = meta.status == Some(401)
+            && matches!(result, Err(OktaError::CredentialRejected { .. }))
+            && matches!(meta.error_code.as_deref(), None | Some("E0000011"));
+        match again {
+            Some(again)
+                if token_refused && self.credential.refresh(deadline).await == Refresh::Changed =>
+            {
+                self.exchange_once(again, deadline, on_success).await
+            }
+            _ => (meta, result),
+        }
+    }
+
+    /// One request and its answer, by `deadline`: a 2xx answer's body, or its error.
+    async fn exchange_once(
+        &self,
+        request: reqwest::RequestBuilder,
+        deadline: Instant,
+        on_success: OnSuccess,
+    ) -> (OktaMeta, Result<Vec<u8>, OktaError>) {
         let sent = request
-            .header(AUTHORIZATION, self.token.authorization())
+            .header(AUTHORIZATION, self.credential.authorization())
             .header(ACCEPT, "application/json")
             .send();
         let mut response = match timeout_at(deadline, sent).await {

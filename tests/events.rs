@@ -8,7 +8,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{app, event, json_body, manifest};
+use common::{app, json_body, manifest};
 use okta_resend::App;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -35,15 +35,16 @@ async fn each_sample_event_gets_the_answer_in_the_manifest() {
 
     for case in &manifest.cases {
         let config = case.config.as_deref().unwrap_or("default");
-        let response = apps[config].handle(event(&case.event)).await;
-        let body = json_body(&response);
-        let code = if response.status() == 200 {
+        // Through the Lambda-facing entry point, as the runtime hands an event over.
+        let (status, body) =
+            common::invoke_raw(&apps[config], common::raw_event(&case.event)).await;
+        let code = if status == 200 {
             body["status"].as_str()
         } else {
             body["code"].as_str()
         };
         assert_eq!(
-            (response.status().as_u16(), code.unwrap_or_default()),
+            (status, code.unwrap_or_default()),
             (case.status, case.code.as_str()),
             "{} ({config}: {}): {body}",
             case.event,
@@ -95,7 +96,8 @@ async fn stages_are_never_mistaken_for_the_route() {
     let response = app.handle(common::parse_event(&v1.to_string())).await;
     assert_eq!(response.status(), 200, "{}", json_body(&response));
 
-    // HTTP API v2: a named stage is stripped from rawPath, once and only as a whole segment.
+    // HTTP API v2 without a named route (`$default`, as under cargo lambda watch): the
+    // path decides, a named stage stripped once and only as a whole segment.
     for (stage, raw_path, status) in [
         ("live", "/live/factors/resend", 200),
         ("factors", "/factors/factors/resend", 200),
@@ -103,9 +105,62 @@ async fn stages_are_never_mistaken_for_the_route() {
         ("live", "/live/live/factors/resend", 404),
     ] {
         let mut v2 = load("apigw-v2-named-stage.json");
+        v2["routeKey"] = "$default".into();
+        v2["requestContext"]["routeKey"] = "$default".into();
         v2["requestContext"]["stage"] = stage.into();
         v2["rawPath"] = raw_path.into();
         let response = app.handle(common::parse_event(&v2.to_string())).await;
         assert_eq!(response.status(), status, "{stage} {raw_path}");
+    }
+}
+
+/// Behind a custom domain with an API mapping key, the path carries the key
+/// (`/okta/factors/resend`); the route API Gateway matched is the truth.
+#[tokio::test]
+async fn the_matched_route_decides_behind_a_custom_domain() {
+    let okta = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(common::pending_factor("sms")))
+        .mount(&okta)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&okta)
+        .await;
+    let app = app(&okta.uri(), Duration::from_secs(2));
+    let load = |name: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(common::repo_root().join("events").join(name)).unwrap(),
+        )
+        .unwrap()
+    };
+    for (route_key, raw_path, status) in [
+        ("POST /factors/resend", "/okta/factors/resend", 200),
+        ("POST /factors/resend", "/factors/resend", 200),
+        ("POST /factors/activate", "/factors/resend", 404),
+        ("ANY /{proxy+}", "/factors/resend", 200),
+        ("ANY /{proxy+}", "/okta/factors/resend", 404),
+        ("$default", "/okta/factors/resend", 404),
+    ] {
+        let mut v2 = load("apigw-v2-custom-domain.json");
+        v2["routeKey"] = route_key.into();
+        v2["requestContext"]["routeKey"] = route_key.into();
+        v2["rawPath"] = raw_path.into();
+        v2["requestContext"]["http"]["path"] = raw_path.into();
+        let response = app.handle(common::parse_event(&v2.to_string())).await;
+        assert_eq!(response.status(), status, "v2 {route_key} {raw_path}");
+    }
+    for (resource, path, status) in [
+        ("/factors/resend", "/okta/factors/resend", 200),
+        ("/{proxy+}", "/factors/resend", 200),
+        ("/{proxy+}", "/okta/factors/resend", 404),
+        ("/factors/activate", "/factors/resend", 404),
+    ] {
+        let mut v1 = load("apigw-v1-custom-domain.json");
+        v1["resource"] = resource.into();
+        v1["requestContext"]["resourcePath"] = resource.into();
+        v1["path"] = path.into();
+        let response = app.handle(common::parse_event(&v1.to_string())).await;
+        assert_eq!(response.status(), status, "v1 {resource} {path}");
     }
 }

@@ -15,7 +15,7 @@ use aws_sdk_secretsmanager::config::Credentials;
 use lambda_http::http::Response;
 use lambda_http::{Body, Context, Request, RequestExt};
 use okta_resend::config::{ORG_URL_VAR, SECRET_ID_VAR, TIMEOUT_VAR};
-use okta_resend::credential::TokenSource;
+use okta_resend::credential::{Credential, TokenSource};
 use okta_resend::{App, Config};
 use serde_json::json;
 use wiremock::ResponseTemplate;
@@ -245,7 +245,7 @@ pub fn app_with(org_url: &str, vars: &[(&str, &str)]) -> App {
     }
     let config = config(org_url, "unused", &vars);
     let token = TokenSource::from_secret_string(TOKEN).unwrap();
-    okta_resend::app_with_token(&config, token).expect("test app")
+    okta_resend::app_with_credential(&config, Credential::fixed(token)).expect("test app")
 }
 
 /// The phone number the tests' factors are enrolled with, as Okta's admin API formats it.
@@ -316,6 +316,31 @@ pub fn parse_event(json: &str) -> Request {
     lambda_http::request::from_str(json)
         .expect("valid API Gateway event")
         .with_lambda_context(context)
+}
+
+/// A raw event (API Gateway JSON) through the Lambda-facing entry point, as the runtime
+/// hands it over: `(status, body)` of the API Gateway answer, the body parsed as JSON.
+pub async fn invoke_raw(app: &App, event: serde_json::Value) -> (u16, serde_json::Value) {
+    let mut context = Context::default();
+    context.request_id = "lambda-req-0001".to_owned();
+    let answer = okta_resend::runtime::handle_event(
+        app,
+        lambda_http::lambda_runtime::LambdaEvent::new(event, context),
+    )
+    .await
+    .expect("an API Gateway event is answered");
+    let answer = serde_json::to_value(answer).unwrap();
+    let status = u16::try_from(answer["statusCode"].as_u64().expect("statusCode")).unwrap();
+    let body = serde_json::from_str(answer["body"].as_str().unwrap_or("null"))
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {answer}"));
+    (status, body)
+}
+
+/// A sample event from `events/`, as raw JSON.
+pub fn raw_event(name: &str) -> serde_json::Value {
+    let path = repo_root().join("events").join(name);
+    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&json).unwrap()
 }
 
 /// A v2 event for `POST /factors/resend` with the given body.
