@@ -28,6 +28,8 @@ help:
 	@echo "make demo   the end-to-end check alone: sample events through cargo lambda watch"
 	@echo "make check-deploy   sam build for x86_64 (slow: a release build)"
 	@echo "make bench  cold start, latency, memory and size of the release artifact"
+	@echo "make fuzz   the fuzz test's long run: 2,000,000 generated events (FUZZ_CASES, FUZZ_SEED)"
+	@echo "make soak   20,000 mixed requests through one warm instance, with the memory check"
 
 tools: $(VENV)/.installed
 
@@ -59,3 +61,25 @@ demo: tools $(LINT_VENV)/.installed
 ## Cold start, latency, memory and size of the release artifact (never a pass/fail test).
 bench: tools
 	$(BIN)/python scripts/bench.py
+
+.PHONY: fuzz
+## The long run of tests/fuzz.rs (make test runs it with 100,000 cases): FUZZ_CASES
+## generated events from FUZZ_SEED, by default today's date, so each day tries new cases and
+## a failure is reproduced with the seed it prints. Built at opt-level 1 in its own target
+## directory (about 6x faster than the debug build; its first build takes a few minutes).
+FUZZ_CASES ?= 2000000
+FUZZ_SEED ?= $(shell date +%Y%m%d)
+fuzz:
+	FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$(FUZZ_SEED) CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-target}/fuzz \
+		cargo nextest run -p okta-resend --test fuzz --no-capture --config profile.dev.opt-level=1
+
+.PHONY: soak
+## 20,000 mixed valid and invalid requests (tests/soak.rs) through one instance of the
+## debug binary behind the Runtime API emulation, against moto and the Okta sandbox
+## (cooldowns off, shared guard off): no unexpected status, one code sent per 200, and the
+## RSS at the end within 10% of its value after the first 1,000 requests. make test runs
+## the same test with 2,000 requests and no memory check. SOAK_REQUESTS=N for another count.
+SOAK_REQUESTS ?= 20000
+soak: tools
+	SOAK_REQUESTS=$(SOAK_REQUESTS) SOAK_MEMORY_CHECK=1 $(BIN)/python scripts/moto.py run -- \
+		cargo nextest run -p okta-resend --test soak --no-capture

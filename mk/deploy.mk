@@ -37,7 +37,7 @@ DEPLOY_JWT_PARAMS := JwtIssuer=https://example.okta.com/oauth2/default \
   GuardTableDeletionProtection=true GuardTablePointInTimeRecovery=true GuardFailOpen=true \
   ResendCooldownSeconds=60 ResendEmailCooldownSeconds=10 ResendCooldownMaxSeconds=3600 \
   ResendUserDailyLimit=20 ResendDestinationHourlyLimit=3 ResendPrefixHourlyLimit=10 \
-  ResendHourlyBudget=0 SentPerHourAlarmThreshold=100
+  ResendHourlyBudget=0 SentPerHourAlarmThreshold=100 Api5xxAlarm=true
 # The guard off: no table, no key secret, no DynamoDB permission.
 DEPLOY_GUARD_OFF_PARAMS := Guard=false
 
@@ -58,7 +58,9 @@ tools-deploy: $(SAM_VENV)/.installed $(LINT_VENV)/.installed
 ## the parameter defaults of a real deployment: open route; JWT + KMS key + alarm topic +
 ## reserved concurrency + tuned guard limits; and the guard off (Guard=false). Any
 ## cfn-lint match, warning or not, fails. The policy check then asserts the guard's
-## resources and permissions in each state (on for the first three, off for the last).
+## resources and permissions in each state (on for the first three, off for the last),
+## the alarms (Errors and Throttles always, the API's 5xx only in the JWT copy, which sets
+## Api5xxAlarm=true and an alarm topic) and that every log group outlives the stack.
 LINT_COPIES := $(LINT_DIR)/open.json $(LINT_DIR)/jwt.json $(LINT_DIR)/guard-off.json
 check-template: $(SAM_VENV)/.installed
 	@mkdir -p $(LINT_DIR)

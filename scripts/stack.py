@@ -106,8 +106,9 @@ def say(message: str) -> None:
 
 class Stack:
     def __init__(self, *, quiet_function: bool, sms_cooldown_ms: int, email_cooldown_ms: int, port: int | None,
-                 real_limits: bool = False):
+                 real_limits: bool = False, okta_rate_limit: int = 600):
         self.wanted_port = port
+        self.okta_rate_limit = okta_rate_limit
         self.real_limits = real_limits
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.quiet_function = quiet_function
@@ -207,6 +208,7 @@ class Stack:
                 "--call-cooldown-ms", self.sms_cooldown_ms,
                 "--email-cooldown-ms", self.email_cooldown_ms,
                 "--slow-ms", OKTA_TIMEOUT_MS * 3,
+                "--rate-limit", self.okta_rate_limit,
             ],
             stdout=subprocess.PIPE,
             stderr=open(self.logs / "okta-sandbox.log", "wb"),

@@ -26,6 +26,8 @@ use crate::runtime::UndecodableBody;
 pub const ROUTE: &str = "/factors/resend";
 /// Largest accepted request body, counted on the decoded bytes.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
+/// 2020-01-01 in epoch milliseconds: an invocation deadline before it is not a time.
+const EPOCH_MS_2020: u64 = 1_577_836_800_000;
 /// Kept free before the invocation's deadline: time to write our own answer and hand it to
 /// the runtime, so that a slow dependency is our 504, never API Gateway's.
 pub const INVOCATION_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
@@ -128,13 +130,6 @@ impl App {
             }
             Err(err) => {
                 match &err {
-                    ApiError::GuardUnavailable => {
-                        tracing::error!(
-                            event = "guard_unavailable",
-                            request_id = %request_id,
-                            "the shared guard's table cannot be used: resends are refused (RESEND_GUARD_FAIL_OPEN is false)"
-                        );
-                    }
                     ApiError::Okta(OktaError::CredentialRejected { status }) => {
                         tracing::error!(
                             event = "okta_credential_rejected",
@@ -338,7 +333,11 @@ impl App {
                 Ok(None)
             }
             Err(GuardError::Unavailable(reason)) => {
-                tracing::debug!(reason = %reason, "guard unavailable");
+                tracing::error!(
+                    event = "guard_unavailable",
+                    reason = %reason,
+                    "the shared guard's table cannot be used: resends are refused (RESEND_GUARD_FAIL_OPEN is false)"
+                );
                 summary.guard = Some(GuardUse::On);
                 Err(ApiError::GuardUnavailable)
             }
@@ -393,14 +392,15 @@ fn named_route(route: Option<&str>) -> Option<&str> {
 }
 
 /// The request's one deadline: `OKTA_TIMEOUT_MS` from its start, or earlier when the
-/// invocation's own deadline (less [`INVOCATION_MARGIN`]) comes first. A context without
-/// a deadline (tests, tools) bounds nothing more.
+/// invocation's own deadline (less [`INVOCATION_MARGIN`]) comes first. Lambda gives that
+/// deadline in epoch milliseconds; a context without one (tests) or with a value that is
+/// not a time (`cargo lambda watch` sends its timeout, `600000`) bounds nothing more.
 fn request_deadline(event: &Request, started: Instant, budget: std::time::Duration) -> Instant {
     let own = started + budget;
     let Some(invocation_deadline_ms) = event
         .lambda_context_ref()
         .map(|c| c.deadline)
-        .filter(|ms| *ms > 0)
+        .filter(|ms| *ms >= EPOCH_MS_2020)
     else {
         return own;
     };

@@ -8,6 +8,9 @@
 //! decoded bytes, so the size check passes it) and the request is marked
 //! [`UndecodableBody`], which the handler answers with `400 invalid_json` at the JSON step
 //! of its check order.
+//!
+//! The query string goes too: the function never reads it, and one with a raw `"`, `<`
+//! or a space (which a client can send unencoded) makes `lambda_http` panic as well.
 
 use base64::Engine;
 use lambda_http::lambda_runtime::LambdaEvent;
@@ -32,6 +35,7 @@ pub async fn handle_event(
         mut payload,
         context,
     } = event;
+    drop_query_string(&mut payload);
     let undecodable = take_undecodable_body(&mut payload);
     let request: LambdaRequest = serde_json::from_value(payload)?;
     let mut adapter = Adapter::from(service_fn(move |mut request: Request| async move {
@@ -41,6 +45,20 @@ pub async fn handle_event(
         Ok::<_, Error>(app.handle(request).await)
     }));
     adapter.call(LambdaEvent::new(request, context)).await
+}
+
+/// Removes the query string in both event versions' fields (the function has no use for
+/// it, and `lambda_http` cannot build a request from every one a client can send).
+fn drop_query_string(event: &mut Value) {
+    if let Some(event) = event.as_object_mut() {
+        for field in [
+            "rawQueryString",
+            "queryStringParameters",
+            "multiValueQueryStringParameters",
+        ] {
+            event.remove(field);
+        }
+    }
 }
 
 /// Removes a body flagged base64 that does not decode, and says whether it did.
@@ -66,6 +84,14 @@ fn take_undecodable_body(event: &mut Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_query_string_is_dropped() {
+        let mut event = json!({"rawQueryString": "a=\"b\"", "queryStringParameters": {"a": "b"},
+            "multiValueQueryStringParameters": {"a": ["b"]}, "body": "x"});
+        drop_query_string(&mut event);
+        assert_eq!(event, json!({"body": "x"}));
+    }
 
     #[test]
     fn only_a_flagged_body_that_does_not_decode_is_taken_out() {

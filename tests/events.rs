@@ -164,3 +164,28 @@ async fn the_matched_route_decides_behind_a_custom_domain() {
         assert_eq!(response.status(), status, "v1 {resource} {path}");
     }
 }
+
+/// A query string a client sent unencoded (`"`, `<`, a space) would make lambda_http
+/// panic; the function never reads it, so it is dropped before the conversion.
+#[tokio::test]
+async fn an_unencoded_query_string_is_not_a_crash() {
+    let okta = MockServer::start().await;
+    let app = app(&okta.uri(), Duration::from_secs(2));
+    for query in [r#"a="b""#, "a=<b>", "a b"] {
+        let mut v2 = common::raw_event("apigw-v2-wrong-content-type.json");
+        v2["rawQueryString"] = query.into();
+        v2["queryStringParameters"] = serde_json::json!({"a": query});
+        let (status, body) = common::invoke_raw(&app, v2).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (415, Some("unsupported_media_type")),
+            "{query}"
+        );
+        let mut v1 = common::raw_event("apigw-v1-prod-stage.json");
+        v1["queryStringParameters"] = serde_json::json!({"a": query});
+        v1["multiValueQueryStringParameters"] = serde_json::json!({"a": [query]});
+        v1["httpMethod"] = "GET".into();
+        let (status, _) = common::invoke_raw(&app, v1).await;
+        assert_eq!(status, 405, "{query}");
+    }
+}

@@ -18,7 +18,15 @@ on its own would be caught):
     the key secret alone, and RESEND_GUARD_TABLE / RESEND_GUARD_KEY_SECRET_ID naming
     them; with Guard=false, no table, no secret, no dynamodb action anywhere, and both
     variables empty. Both states need a copy of the template with those defaults
-    (tools/template-with-defaults.py; make check-template lints three).
+    (tools/template-with-defaults.py; make check-template lints three);
+  * operations (issue 10), with the same defaults: an alarm on the function's Lambda
+    `Errors` and one on its `Throttles` (AWS/Lambda, FunctionName, Sum >= 1 over 5
+    minutes, missing data not breaching) always, and one on the HTTP API's `5xx`
+    (AWS/ApiGateway, ApiId and Stage) exactly when Api5xxAlarm is true; every alarm
+    notifies AlarmTopicArn (alarm and OK) when it is set and nothing when it is empty;
+    every log group is kept when the stack is deleted (DeletionPolicy Retain or
+    RetainExceptOnCreate, UpdateReplacePolicy Retain), and the function's log and the
+    API's access log go to log groups of this template.
 The '*' check looks into both branches of every Fn::If. Runs with the SAM venv's Python
 (cfn-lint's loader, the SAM translator), offline.
 """
@@ -250,6 +258,103 @@ def check_guard(template: dict, cfn: dict, fn_name: str) -> list[str]:
     return [f"{state}: {p}" for p in problems]
 
 
+# ---------------------------------------------------------------- operations
+# What "kept when the stack is deleted" accepts: RetainExceptOnCreate retains like Retain,
+# except when the deployment that created the resource rolls back.
+RETAINING_DELETION_POLICIES = ("Retain", "RetainExceptOnCreate")
+
+
+def metric_alarms(resources: dict, namespace: str, metric: str) -> list[str]:
+    return [
+        name for name, res in resources.items()
+        if res["Type"] == "AWS::CloudWatch::Alarm"
+        and res["Properties"].get("Namespace") == namespace
+        and res["Properties"].get("MetricName") == metric
+    ]
+
+
+def check_alarm_shape(name: str, props: dict, dimensions: list) -> list[str]:
+    """Sum >= 1 over one 5-minute period, on exactly these dimensions."""
+    problems = []
+    expect = {
+        "Statistic": "Sum", "Period": 300, "EvaluationPeriods": 1, "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching",
+    }
+    for key, want in expect.items():
+        if props.get(key) != want and str(props.get(key)) != str(want):
+            problems.append(f"{name}: {key} is {props.get(key)!r}, expected {want!r}")
+    if props.get("Dimensions") != dimensions:
+        problems.append(f"{name}: Dimensions are {props.get('Dimensions')!r}, expected {dimensions!r}")
+    return problems
+
+
+def check_operations(template: dict, cfn: dict, fn_name: str) -> list[str]:
+    """Alarms and log retention, with the template's parameter defaults."""
+    problems = []
+    deployed = Deployed(template)
+    try:
+        api_5xx_on = deployed.value({"Ref": "Api5xxAlarm"}) == "true"
+        topic = deployed.value({"Ref": "AlarmTopicArn"})
+        resources = deployed.resources(cfn["Resources"])
+    except Unresolvable as err:
+        return [f"cannot resolve the template's conditions from its defaults: {err}"]
+    state = f"Api5xxAlarm={'true' if api_5xx_on else 'false'}"
+
+    fn_dimensions = [{"Name": "FunctionName", "Value": {"Ref": fn_name}}]
+    for metric in ("Errors", "Throttles"):
+        alarms = metric_alarms(resources, "AWS/Lambda", metric)
+        if len(alarms) != 1:
+            problems.append(f"expected one alarm on the function's AWS/Lambda {metric}, found {alarms}")
+        for name in alarms:
+            problems += check_alarm_shape(name, resources[name]["Properties"], fn_dimensions)
+
+    api_5xx = metric_alarms(resources, "AWS/ApiGateway", "5xx")
+    if not api_5xx_on and api_5xx:
+        problems.append(f"{state}: alarms {api_5xx} on the API's 5xx exist")
+    if api_5xx_on:
+        apis = [n for n, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+        stages = [r["Properties"].get("StageName") for r in resources.values()
+                  if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+        if len(api_5xx) != 1:
+            problems.append(f"{state}: expected one alarm on the API's AWS/ApiGateway 5xx, found {api_5xx}")
+        elif len(apis) != 1 or len(stages) != 1:
+            problems.append(f"{state}: expected one HTTP API with one stage, found {apis} and {stages}")
+        else:
+            dimensions = [{"Name": "ApiId", "Value": {"Ref": apis[0]}},
+                          {"Name": "Stage", "Value": stages[0]}]
+            problems += [f"{state}: {p}" for p in
+                         check_alarm_shape(api_5xx[0], resources[api_5xx[0]]["Properties"], dimensions)]
+
+    want_actions = [{"Ref": "AlarmTopicArn"}] if topic else None
+    for name, res in resources.items():
+        if res["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        for key in ("AlarmActions", "OKActions"):
+            if res["Properties"].get(key) != want_actions:
+                problems.append(f"{name}: {key} is {res['Properties'].get(key)!r}, expected "
+                                f"{want_actions!r} (AlarmTopicArn={topic!r})")
+
+    # Log groups: every one the stack creates (after the SAM transform, so one SAM added
+    # on its own would be caught too) is kept when the stack is deleted.
+    log_groups = [n for n, r in cfn["Resources"].items() if r["Type"] == "AWS::Logs::LogGroup"]
+    for name in log_groups:
+        res = cfn["Resources"][name]
+        if res.get("DeletionPolicy") not in RETAINING_DELETION_POLICIES:
+            problems.append(f"{name}: DeletionPolicy is {res.get('DeletionPolicy')!r}, expected one of "
+                            f"{RETAINING_DELETION_POLICIES} (log groups outlive the stack)")
+        if res.get("UpdateReplacePolicy") != "Retain":
+            problems.append(f"{name}: UpdateReplacePolicy is {res.get('UpdateReplacePolicy')!r}, expected 'Retain'")
+    fn_log = resources[fn_name]["Properties"].get("LoggingConfig", {}).get("LogGroup")
+    if fn_log not in [{"Ref": n} for n in log_groups]:
+        problems.append(f"{fn_name}: LoggingConfig.LogGroup {fn_log!r} is not a log group of this template")
+    for name, res in resources.items():
+        if res["Type"] == "AWS::ApiGatewayV2::Stage":
+            dest = res["Properties"].get("AccessLogSettings", {}).get("DestinationArn")
+            if dest not in [{"Fn::GetAtt": [n, "Arn"]} for n in log_groups]:
+                problems.append(f"{name}: the access log goes to {dest!r}, not a log group of this template")
+    return problems
+
+
 def check(path):
     problems = []
     source, matches = decode(path)
@@ -303,6 +408,7 @@ def check(path):
         if var not in env:
             problems.append(f"{fn_name}: environment lacks {var}")
     problems += check_guard(source, cfn, fn_name)
+    problems += check_operations(source, cfn, fn_name)
     return [f"{path}: {p}" for p in problems]
 
 
@@ -312,7 +418,8 @@ def main(paths):
         print(p, file=sys.stderr)
     if not problems:
         print(f"{', '.join(paths)}: one POST /factors/resend route, no '*' in IAM, function as specified, "
-              f"guard table and key access exactly as specified (or absent with Guard=false)")
+              f"guard table and key access exactly as specified (or absent with Guard=false), "
+              f"Errors and Throttles alarms (5xx with Api5xxAlarm=true), log groups retained")
     return 1 if problems else 0
 
 
