@@ -223,14 +223,19 @@ fn guard_settings(
                 }),
         }
     };
+    let default = Limits::DEFAULT;
     let limits = Limits {
-        cooldown_seconds: number(COOLDOWN_VAR, 30, 1)?,
-        email_cooldown_seconds: number(EMAIL_COOLDOWN_VAR, 5, 1)?,
-        cooldown_max_seconds: number(COOLDOWN_MAX_VAR, 900, 1)?,
-        user_daily_limit: number(USER_DAILY_LIMIT_VAR, 10, 1)?,
-        destination_hourly_limit: number(DESTINATION_HOURLY_LIMIT_VAR, 5, 1)?,
-        prefix_hourly_limit: number(PREFIX_HOURLY_LIMIT_VAR, 30, 1)?,
-        hourly_budget: number(HOURLY_BUDGET_VAR, 1000, 0)?,
+        cooldown_seconds: number(COOLDOWN_VAR, default.cooldown_seconds, 1)?,
+        email_cooldown_seconds: number(EMAIL_COOLDOWN_VAR, default.email_cooldown_seconds, 1)?,
+        cooldown_max_seconds: number(COOLDOWN_MAX_VAR, default.cooldown_max_seconds, 1)?,
+        user_daily_limit: number(USER_DAILY_LIMIT_VAR, default.user_daily_limit, 1)?,
+        destination_hourly_limit: number(
+            DESTINATION_HOURLY_LIMIT_VAR,
+            default.destination_hourly_limit,
+            1,
+        )?,
+        prefix_hourly_limit: number(PREFIX_HOURLY_LIMIT_VAR, default.prefix_hourly_limit, 1)?,
+        hourly_budget: number(HOURLY_BUDGET_VAR, default.hourly_budget, 0)?,
     };
     if limits.cooldown_max_seconds < limits.cooldown_seconds.max(limits.email_cooldown_seconds) {
         return Err(ConfigError::Invalid {
@@ -331,18 +336,7 @@ mod tests {
         assert_eq!(guard.table, "okta-resend-guard");
         assert_eq!(guard.key_secret_id, "okta-resend/guard-key");
         assert!(!guard.fail_open);
-        assert_eq!(
-            guard.limits,
-            Limits {
-                cooldown_seconds: 30,
-                email_cooldown_seconds: 5,
-                cooldown_max_seconds: 900,
-                user_daily_limit: 10,
-                destination_hourly_limit: 5,
-                prefix_hourly_limit: 30,
-                hourly_budget: 1000,
-            }
-        );
+        assert_eq!(guard.limits, Limits::DEFAULT);
         let guard = with(&[
             table,
             key,

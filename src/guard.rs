@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_get_items::TransactGetItemsOutput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Get, Put, TransactGetItem, TransactWriteItem, Update,
@@ -79,6 +80,17 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The defaults: the one place they are written (config and tests take them from here).
+    pub const DEFAULT: Self = Self {
+        cooldown_seconds: 30,
+        email_cooldown_seconds: 5,
+        cooldown_max_seconds: 900,
+        user_daily_limit: 10,
+        destination_hourly_limit: 5,
+        prefix_hourly_limit: 30,
+        hourly_budget: 1000,
+    };
+
     fn base_cooldown_ms(&self, factor_type: FactorType) -> u64 {
         1000 * match factor_type {
             FactorType::Sms | FactorType::Call => self.cooldown_seconds,
@@ -608,30 +620,7 @@ impl Guard {
         let mut wanted = vec![keys.factor.clone(), keys.user.clone(), keys.budget.clone()];
         wanted.extend(keys.destination.iter().cloned());
         wanted.extend(keys.prefix.iter().cloned());
-        let gets = wanted
-            .iter()
-            .map(|key| {
-                TransactGetItem::builder()
-                    .get(
-                        Get::builder()
-                            .table_name(&self.table)
-                            .key("pk", AttributeValue::S(key.clone()))
-                            .build()
-                            .expect("table and key are set"),
-                    )
-                    .build()
-            })
-            .collect();
-        let call = self
-            .client
-            .transact_get_items()
-            .set_transact_items(Some(gets))
-            .send();
-        let output = match timeout_at(Self::call_deadline(deadline), call).await {
-            Ok(Ok(output)) => output,
-            Ok(Err(err)) => return Err(unavailable(&err)),
-            Err(_) => return Err(GuardError::Unavailable("the read timed out".into())),
-        };
+        let output = self.transact_get(&wanted, deadline).await?;
         let items: Vec<Option<&HashMap<String, AttributeValue>>> =
             output.responses().iter().map(|r| r.item()).collect();
         let item = |i: usize| items.get(i).copied().flatten();
@@ -653,6 +642,20 @@ impl Guard {
         keys: &[String],
         deadline: Instant,
     ) -> Result<Vec<u64>, GuardError> {
+        let output = self.transact_get(keys, deadline).await?;
+        Ok(output
+            .responses()
+            .iter()
+            .map(|r| counter(r.item()))
+            .collect())
+    }
+
+    /// One `TransactGetItems` of `keys`: a strongly consistent read of all of them at once.
+    async fn transact_get(
+        &self,
+        keys: &[String],
+        deadline: Instant,
+    ) -> Result<TransactGetItemsOutput, GuardError> {
         let gets = keys
             .iter()
             .map(|key| {
@@ -673,11 +676,7 @@ impl Guard {
             .set_transact_items(Some(gets))
             .send();
         match timeout_at(Self::call_deadline(deadline), call).await {
-            Ok(Ok(output)) => Ok(output
-                .responses()
-                .iter()
-                .map(|r| counter(r.item()))
-                .collect()),
+            Ok(Ok(output)) => Ok(output),
             Ok(Err(err)) => Err(unavailable(&err)),
             Err(_) => Err(GuardError::Unavailable("the read timed out".into())),
         }
@@ -961,15 +960,7 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits {
-            cooldown_seconds: 30,
-            email_cooldown_seconds: 5,
-            cooldown_max_seconds: 900,
-            user_daily_limit: 10,
-            destination_hourly_limit: 5,
-            prefix_hourly_limit: 30,
-            hourly_budget: 1000,
-        }
+        Limits::DEFAULT
     }
 
     const T0: u64 = 1_795_989_600_000; // a whole hour

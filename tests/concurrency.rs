@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::runtime_api::{RuntimeApi, lambda_env};
+use common::runtime_api::{RuntimeApi, function_command};
 use common::{Moto, TOKEN, USER};
 use okta_resend::config::{
     DESTINATION_HOURLY_LIMIT_VAR, GUARD_KEY_SECRET_VAR, GUARD_TABLE_VAR, ORG_URL_VAR,
@@ -59,9 +59,7 @@ async fn instances_racing_for_one_factor_send_exactly_one_code() {
     let mut instances = Vec::new();
     for _ in 0..INSTANCES {
         let runtime = RuntimeApi::start(Duration::from_secs(20)).await;
-        let child = Command::new(env!("CARGO_BIN_EXE_okta-resend"))
-            .env_clear()
-            .envs(lambda_env(&runtime))
+        let child = function_command(&runtime)
             .envs([
                 (ORG_URL_VAR, okta.url.as_str()),
                 (SECRET_ID_VAR, token_secret.as_str()),

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use common::{app, json_body, manifest};
 use okta_resend::App;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 #[tokio::test]
 async fn each_sample_event_gets_the_answer_in_the_manifest() {
@@ -72,22 +71,9 @@ fn every_event_file_is_in_the_manifest() {
 
 #[tokio::test]
 async fn stages_are_never_mistaken_for_the_route() {
-    let okta = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(common::pending_factor("sms")))
-        .mount(&okta)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&okta)
-        .await;
+    let okta = common::okta_accepting_any("sms").await;
     let app = app(&okta.uri(), Duration::from_secs(2));
-    let load = |name: &str| -> serde_json::Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(common::repo_root().join("events").join(name)).unwrap(),
-        )
-        .unwrap()
-    };
+    let load = common::raw_event;
 
     // REST v1: a stage named like the route's first segment; `path` has no stage.
     let mut v1 = load("apigw-v1-prod-stage.json");
@@ -118,22 +104,9 @@ async fn stages_are_never_mistaken_for_the_route() {
 /// (`/okta/factors/resend`); the route API Gateway matched is the truth.
 #[tokio::test]
 async fn the_matched_route_decides_behind_a_custom_domain() {
-    let okta = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(common::pending_factor("sms")))
-        .mount(&okta)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&okta)
-        .await;
+    let okta = common::okta_accepting_any("sms").await;
     let app = app(&okta.uri(), Duration::from_secs(2));
-    let load = |name: &str| -> serde_json::Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(common::repo_root().join("events").join(name)).unwrap(),
-        )
-        .unwrap()
-    };
+    let load = common::raw_event;
     for (route_key, raw_path, status) in [
         ("POST /factors/resend", "/okta/factors/resend", 200),
         ("POST /factors/resend", "/factors/resend", 200),

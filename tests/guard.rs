@@ -308,15 +308,7 @@ async fn an_unreachable_table_fails_closed_or_open() {
 #[tokio::test]
 async fn email_factors_have_their_own_base_and_no_budget() {
     let s = setup();
-    let okta = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(common::pending_factor("email")))
-        .mount(&okta)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&okta)
-        .await;
+    let okta = common::okta_accepting_any("email").await;
     let app = s
         .app(&okta, &[(HOURLY_BUDGET_VAR, "1"), (COOLDOWN_VAR, "60")])
         .await;

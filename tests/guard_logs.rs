@@ -5,59 +5,26 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Moto, TestClock, USER, app_with_guard, pending_factor, resend_event};
+use common::{Moto, TestClock, USER, app_with_guard, resend_event};
 use okta_resend::config::{DESTINATION_HOURLY_LIMIT_VAR, GUARD_FAIL_OPEN_VAR, HOURLY_BUDGET_VAR};
 use okta_resend::metrics::Metrics;
 use serde_json::{Value, json};
-use tracing_subscriber::fmt::MakeWriter;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn lines(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// okta-resend's own lines whose `event` is `name`.
-    fn events(&self, name: &str) -> Vec<Value> {
-        self.lines()
-            .into_iter()
-            .filter(|l| l["event"] == name)
-            .collect()
-    }
+/// The captured lines whose `event` is `name`.
+fn events(capture: &common::LogCapture, name: &str) -> Vec<Value> {
+    capture
+        .lines()
+        .into_iter()
+        .filter(|l| l["event"] == name)
+        .collect()
 }
 
 #[tokio::test]
 async fn the_guard_logs_and_counts_what_it_does() {
-    let capture = Capture::default();
+    let capture = common::LogCapture::default();
     tracing::subscriber::set_global_default(okta_resend::logging::subscriber(
         okta_resend::logging::filter(Some("INFO"), None),
         capture.clone(),
@@ -77,15 +44,7 @@ async fn the_guard_logs_and_counts_what_it_does() {
     let moto = Moto::start();
     let table = moto.create_guard_table();
     let clock = TestClock::at_an_hour();
-    let okta = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(pending_factor("sms")))
-        .mount(&okta)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&okta)
-        .await;
+    let okta = common::okta_accepting_any("sms").await;
     let vars = [
         (HOURLY_BUDGET_VAR, "1"),
         (DESTINATION_HOURLY_LIMIT_VAR, "100"),
@@ -105,14 +64,14 @@ async fn the_guard_logs_and_counts_what_it_does() {
     assert_eq!(ask("00uGuardLogsUser0002").await, 503);
     assert_eq!(ask("00uGuardLogsUser0003").await, 503);
     assert_eq!(
-        capture.events("budget_exhausted").len(),
+        events(&capture, "budget_exhausted").len(),
         1,
         "once per instance and hour"
     );
     clock.advance(Duration::from_secs(3600));
     assert_eq!(ask("00uGuardLogsUser0004").await, 200);
     assert_eq!(ask("00uGuardLogsUser0005").await, 503);
-    let exhausted = capture.events("budget_exhausted");
+    let exhausted = events(&capture, "budget_exhausted");
     assert_eq!(exhausted.len(), 2, "again in the next hour");
     assert_eq!(exhausted[0]["level"], "ERROR");
 
@@ -122,7 +81,7 @@ async fn the_guard_logs_and_counts_what_it_does() {
         .with_metrics(metrics());
     let body = json!({"userId": USER, "factorId": "smsGuardLogs00000002"});
     assert_eq!(closed.handle(resend_event(&body)).await.status(), 503);
-    let unavailable = capture.events("guard_unavailable");
+    let unavailable = events(&capture, "guard_unavailable");
     assert_eq!(unavailable.len(), 1);
     assert_eq!(unavailable[0]["level"], "ERROR");
     let open = app_with_guard(
@@ -135,7 +94,7 @@ async fn the_guard_logs_and_counts_what_it_does() {
     .await
     .with_metrics(metrics());
     assert_eq!(open.handle(resend_event(&body)).await.status(), 200);
-    let failed_open = capture.events("guard_failed_open");
+    let failed_open = events(&capture, "guard_failed_open");
     assert_eq!(failed_open.len(), 1);
     assert_eq!(failed_open[0]["level"], "WARN");
 

@@ -5,38 +5,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::{EMAIL, Moto, PHONE_DIGITS, TOKEN, USER, json_body, okta_error, resend_event};
 use serde_json::{Value, json};
-use tracing_subscriber::fmt::MakeWriter;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_and_problems_never_carry_secrets_or_personal_data() {
-    let capture = Capture::default();
+    let capture = common::LogCapture::default();
     let filter = okta_resend::logging::filter(Some("TRACE"), None);
     tracing::subscriber::set_global_default(okta_resend::logging::subscriber(
         filter,
@@ -152,11 +128,8 @@ async fn logs_and_problems_never_carry_secrets_or_personal_data() {
     }
     drop(app);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<Value> = logs
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let logs = capture.text();
+    let lines = capture.lines();
 
     // The capture really saw the HTTP and AWS crates at TRACE, from more than one thread.
     for target in [

@@ -32,11 +32,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::runtime_api::{RuntimeApi, lambda_env};
+use common::runtime_api::{RuntimeApi, function_command};
 use common::{Moto, TOKEN, USER};
 use okta_resend::config::{ORG_URL_VAR, SECRET_ID_VAR};
 use serde_json::{Value, json};
@@ -485,9 +485,7 @@ async fn a_warm_instance_answers_a_long_mixed_stream_as_expected() {
     let runtime = RuntimeApi::start(Duration::from_secs(30)).await;
     let started = Instant::now();
     let mut instance = Instance(
-        Command::new(env!("CARGO_BIN_EXE_okta-resend"))
-            .env_clear()
-            .envs(lambda_env(&runtime))
+        function_command(&runtime)
             .envs([
                 (ORG_URL_VAR, okta.url.as_str()),
                 (SECRET_ID_VAR, secret_id.as_str()),

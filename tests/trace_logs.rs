@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::runtime_api::{RuntimeApi, lambda_env};
+use common::runtime_api::{RuntimeApi, function_command};
 use common::{Moto, TOKEN, USER};
 use okta_resend::config::{
     DESTINATION_HOURLY_LIMIT_VAR, GUARD_KEY_SECRET_VAR, GUARD_TABLE_VAR, ORG_URL_VAR, SECRET_ID_VAR,
@@ -39,9 +39,7 @@ async fn nothing_secret_or_personal_is_written_at_trace() {
     let runtime = RuntimeApi::start(Duration::from_secs(20)).await;
     let logs = std::env::temp_dir().join(common::unique("okta-resend-trace"));
     std::fs::create_dir_all(&logs).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_okta-resend"))
-        .env_clear()
-        .envs(lambda_env(&runtime))
+    let mut child = function_command(&runtime)
         .envs([
             (ORG_URL_VAR, okta.url.as_str()),
             (SECRET_ID_VAR, token_secret.as_str()),

@@ -129,6 +129,57 @@ impl Moto {
     }
 }
 
+/// Log lines captured in memory, from every thread: install with
+/// `okta_resend::logging::subscriber(filter, capture.clone())`.
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl LogCapture {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Every line, parsed (each must be JSON).
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+}
+
+/// An Okta where every factor is a pending factor of `factor_type` enrolled as
+/// [`pending_factor`] says, and every resend succeeds.
+pub async fn okta_accepting_any(factor_type: &str) -> wiremock::MockServer {
+    let okta = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pending_factor(factor_type)))
+        .mount(&okta)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&okta)
+        .await;
+    okta
+}
+
 /// A clock the tests move by hand (epoch milliseconds), for the guard's windows.
 #[derive(Clone)]
 pub struct TestClock(pub std::sync::Arc<std::sync::atomic::AtomicU64>);

@@ -195,6 +195,14 @@ async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCod
     StatusCode::ACCEPTED
 }
 
+/// The built function as Lambda starts it: none of the test's environment, Lambda's own
+/// variables pointing at `runtime`. Add the function's configuration, then spawn.
+pub fn function_command(runtime: &RuntimeApi) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_okta-resend"));
+    command.env_clear().envs(lambda_env(runtime));
+    command
+}
+
 /// The environment Lambda gives a function, pointed at `runtime`.
 pub fn lambda_env(runtime: &RuntimeApi) -> Vec<(String, String)> {
     [
