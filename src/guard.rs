@@ -46,7 +46,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_get_items::TransactGetItemsOutput;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::transact_write_items::{
+    TransactWriteItemsError, TransactWriteItemsOutput,
+};
 use aws_sdk_dynamodb::types::{
     AttributeValue, Get, Put, TransactGetItem, TransactWriteItem, Update,
 };
@@ -334,15 +336,24 @@ fn next_wait(
 
 // ------------------------------------------------------------------ the guard
 
+/// One clock-hour counter (destination, prefix or budget) a commit increments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Counter {
+    key: String,
+    limit: u64,
+    which: Limit,
+    /// Its value before the commit, when the pre-check read it.
+    read: Option<u64>,
+}
+
 /// A recorded attempt: what the commit wrote, to release it if Okta sent nothing and to
 /// tell the app how long its next resend must wait.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
     keys_factor: String,
     keys_user: String,
-    /// Each counter the commit incremented, with its limit and, when the pre-check read
-    /// it, its value now.
-    counters: Vec<(String, u64, Option<u64>)>,
+    /// The counters the commit incremented (each by one).
+    counters: Vec<Counter>,
     before: (Timeline, Timeline),
     after: (Timeline, Timeline),
     expires_at: u64,
@@ -522,8 +533,8 @@ impl Guard {
         let unknown: Vec<String> = ticket
             .counters
             .iter()
-            .filter(|(_, _, value)| value.is_none())
-            .map(|(key, ..)| key.clone())
+            .filter(|c| c.read.is_none())
+            .map(|c| c.key.clone())
             .collect();
         let read = if unknown.is_empty() {
             Vec::new()
@@ -532,17 +543,18 @@ impl Guard {
                 .await
                 .unwrap_or_default()
         };
+        // Values now: one more than the pre-check read, or what was just read.
         let after: Vec<(u64, u64)> = ticket
             .counters
             .iter()
-            .filter_map(|(key, limit, value)| {
-                let value = value.or_else(|| {
+            .filter_map(|c| {
+                let value = c.read.map(|n| n + 1).or_else(|| {
                     unknown
                         .iter()
-                        .position(|k| k == key)
+                        .position(|k| *k == c.key)
                         .and_then(|i| read.get(i).copied())
                 })?;
-                Some((value, *limit))
+                Some((value, c.limit))
             })
             .collect();
         let (factor, user) = &ticket.after;
@@ -569,30 +581,16 @@ impl Guard {
                 ticket.expires_at,
             ),
         ];
-        for (key, ..) in &ticket.counters {
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.table)
-                            .key("pk", AttributeValue::S(key.clone()))
-                            .update_expression("ADD n :minus")
-                            .condition_expression("n > :zero")
-                            .expression_attribute_values(":minus", num(-1))
-                            .expression_attribute_values(":zero", num(0))
-                            .build()
-                            .expect("table, key and expression are set"),
-                    )
-                    .build(),
-            );
+        for counter in &ticket.counters {
+            items.push(update_counter(
+                &self.table,
+                &counter.key,
+                "ADD n :minus",
+                "n > :zero",
+                [(":minus", num(-1)), (":zero", num(0))],
+            ));
         }
-        let call = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send();
-        let outcome = timeout_at(Self::call_deadline(deadline), call).await;
-        if !matches!(outcome, Ok(Ok(_))) {
+        if !matches!(self.transact_write(items, deadline).await, Some(Ok(_))) {
             tracing::warn!(
                 event = "guard_release_failed",
                 "an attempt Okta did not send could not be given back; it counts until it expires"
@@ -634,6 +632,20 @@ impl Guard {
                 .as_ref()
                 .map(|_| counter(item(3 + usize::from(keys.destination.is_some())))),
         })
+    }
+
+    /// One `TransactWriteItems` of `items`, by the call's deadline; `None` when it is past.
+    async fn transact_write(
+        &self,
+        items: Vec<TransactWriteItem>,
+        deadline: Instant,
+    ) -> Option<Result<TransactWriteItemsOutput, SdkError<TransactWriteItemsError>>> {
+        let call = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send();
+        timeout_at(Self::call_deadline(deadline), call).await.ok()
     }
 
     /// The current values of the counters `keys`, in order (one consistent read).
@@ -711,23 +723,32 @@ impl Guard {
         let factor_expires = (factor.next_at.max(now + HOUR_MS) + HOUR_MS) / 1000;
         let counter_expires = (hour_end(now) + HOUR_MS) / 1000;
 
-        let mut counters: Vec<(String, u64, Limit)> = Vec::new();
+        // The budget's value is always read; the destination's and prefix's when the app
+        // named the destination.
+        let mut counters = Vec::new();
         if let Some(key) = &keys.destination {
-            counters.push((
-                key.clone(),
-                self.limits.destination_hourly_limit,
-                Limit::Destination,
-            ));
+            counters.push(Counter {
+                key: key.clone(),
+                limit: self.limits.destination_hourly_limit,
+                which: Limit::Destination,
+                read: snapshot.destination,
+            });
         }
         if let Some(key) = &keys.prefix {
-            counters.push((key.clone(), self.limits.prefix_hourly_limit, Limit::Prefix));
+            counters.push(Counter {
+                key: key.clone(),
+                limit: self.limits.prefix_hourly_limit,
+                which: Limit::Prefix,
+                read: snapshot.prefix,
+            });
         }
         if self.limits.budget_applies(factor_type) {
-            counters.push((
-                keys.budget.clone(),
-                self.limits.hourly_budget,
-                Limit::Budget,
-            ));
+            counters.push(Counter {
+                key: keys.budget.clone(),
+                limit: self.limits.hourly_budget,
+                which: Limit::Budget,
+                read: Some(snapshot.budget),
+            });
         }
 
         let mut items = vec![
@@ -746,51 +767,24 @@ impl Guard {
                 expires_at,
             ),
         ];
-        for (key, limit, _) in &counters {
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.table)
-                            .key("pk", AttributeValue::S(key.clone()))
-                            .update_expression("ADD n :one SET expires_at = :exp")
-                            .condition_expression("attribute_not_exists(n) OR n < :limit")
-                            .expression_attribute_values(":one", num(1))
-                            .expression_attribute_values(":limit", num(*limit))
-                            .expression_attribute_values(":exp", num(counter_expires))
-                            .build()
-                            .expect("table, key and expression are set"),
-                    )
-                    .build(),
-            );
+        for counter in &counters {
+            items.push(update_counter(
+                &self.table,
+                &counter.key,
+                "ADD n :one SET expires_at = :exp",
+                "attribute_not_exists(n) OR n < :limit",
+                [
+                    (":one", num(1)),
+                    (":limit", num(counter.limit)),
+                    (":exp", num(counter_expires)),
+                ],
+            ));
         }
-        let call = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send();
-        let result = match timeout_at(Self::call_deadline(deadline), call).await {
-            Ok(result) => result,
-            Err(_) => return Err(GuardError::Unavailable("the commit timed out".into())),
+        let Some(result) = self.transact_write(items, deadline).await else {
+            return Err(GuardError::Unavailable("the commit timed out".into()));
         };
         let reasons = match result {
             Ok(_) => {
-                // Each counter was below its limit and got one more; its value now is
-                // known when the pre-check read it (the budget always, the destination's
-                // when the app named it).
-                let counters = counters
-                    .into_iter()
-                    .map(|(key, limit, _)| {
-                        let read = if Some(&key) == keys.destination.as_ref() {
-                            snapshot.destination
-                        } else if Some(&key) == keys.prefix.as_ref() {
-                            snapshot.prefix
-                        } else {
-                            Some(snapshot.budget)
-                        };
-                        (key, limit, read.map(|n| n + 1))
-                    })
-                    .collect();
                 return Ok(Written::Recorded(Box::new(Ticket {
                     keys_factor: keys.factor.clone(),
                     keys_user: keys.user.clone(),
@@ -822,33 +816,21 @@ enum Written {
     Conflict,
 }
 
-impl PartialEq for Ticket {
-    fn eq(&self, other: &Self) -> bool {
-        self.keys_factor == other.keys_factor && self.after == other.after
-    }
-}
-
-impl Eq for Ticket {}
-
 /// Reads a cancelled commit's reasons (one per item, in order: factor, user, counters).
-fn decide_cancellation(
-    reasons: &[Option<String>],
-    counters: &[(String, u64, Limit)],
-    now: u64,
-) -> Written {
+fn decide_cancellation(reasons: &[Option<String>], counters: &[Counter], now: u64) -> Written {
     let failed =
         |i: usize| reasons.get(i).and_then(Option::as_deref) == Some("ConditionalCheckFailed");
     if failed(0) {
         return Written::FactorTaken;
     }
-    if let Some((_, _, limit)) = counters
+    if let Some(counter) = counters
         .iter()
         .enumerate()
         .find(|(i, _)| failed(i + 2))
         .map(|(_, c)| c)
     {
         return Written::Refused(Refusal {
-            limit: *limit,
+            limit: counter.which,
             retry_after_seconds: wait_seconds(now, hour_end(now)),
         });
     }
@@ -876,6 +858,27 @@ fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
 
 fn num(n: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(n.to_string())
+}
+
+/// An update of the counter item `key`, on `condition`.
+fn update_counter<const N: usize>(
+    table: &str,
+    key: &str,
+    update: &str,
+    condition: &str,
+    values: [(&str, AttributeValue); N],
+) -> TransactWriteItem {
+    let update = values.into_iter().fold(
+        Update::builder()
+            .table_name(table)
+            .key("pk", AttributeValue::S(key.to_owned()))
+            .update_expression(update)
+            .condition_expression(condition),
+        |update, (name, value)| update.expression_attribute_values(name, value),
+    );
+    TransactWriteItem::builder()
+        .update(update.build().expect("table, key and expression are set"))
+        .build()
 }
 
 fn put_timeline(
@@ -1128,10 +1131,16 @@ mod tests {
 
     #[test]
     fn cancellations_are_read_by_item() {
+        let counter = |key: &str, limit, which| Counter {
+            key: key.to_owned(),
+            limit,
+            which,
+            read: None,
+        };
         let counters = vec![
-            ("D#x#1".to_owned(), 5, Limit::Destination),
-            ("P#x#1".to_owned(), 30, Limit::Prefix),
-            ("B#1".to_owned(), 1000, Limit::Budget),
+            counter("D#x#1", 5, Limit::Destination),
+            counter("P#x#1", 30, Limit::Prefix),
+            counter("B#1", 1000, Limit::Budget),
         ];
         let code = |s: &str| Some(s.to_owned());
         let none = || code("None");
