@@ -152,10 +152,16 @@ async fn the_user_cap_frees_as_its_oldest_resend_leaves_the_day() {
     let (status, _, wait) = ask(&app, USER, "smsUserCapFactor0002").await;
     assert_eq!((status, wait), (200, Some(86_400 - 600)));
     s.clock.advance(Duration::from_secs(100));
+    let before = okta.received_requests().await.unwrap().len();
     let (status, code, wait) = ask(&app, USER, "smsUserCapFactor0003").await;
     assert_eq!(
         (status, code.as_str(), wait),
         (429, "daily_limit_reached", Some(86_400 - 700))
+    );
+    assert_eq!(
+        okta.received_requests().await.unwrap().len(),
+        before,
+        "the pre-check refused: no Okta call of any kind"
     );
     // Atomic: the refused factor's cooldown was not consumed. A day later it is a first
     // resend (30 s), not a second.
