@@ -1,0 +1,27 @@
+//! The typed values okta-resend works with: Okta ids, phone numbers, extensions, email
+//! addresses, factor types and destinations, one file each. Each is parsed once, at the
+//! edge (the app's request, Okta's answer), and cannot hold a malformed value. Those that
+//! carry personal data mask it in `Debug` and `Display`; only `expose` gives the whole
+//! value, for the body sent to Okta.
+
+mod destination;
+mod e164;
+mod email;
+mod factor_type;
+mod okta_id;
+mod phone_extension;
+
+pub use destination::Destination;
+pub use e164::E164;
+pub use email::Email;
+pub use factor_type::FactorType;
+pub use okta_id::OktaId;
+pub use phone_extension::PhoneExtension;
+
+/// Invalid values, shared with the validator's tests, which send them through too.
+#[cfg(test)]
+pub(crate) mod tests {
+    pub(crate) use super::e164::tests::BAD_PHONE_NUMBERS;
+    pub(crate) use super::email::tests::bad_emails;
+    pub(crate) use super::okta_id::tests::BAD_IDS;
+}
