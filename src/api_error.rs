@@ -5,12 +5,12 @@ use std::borrow::Cow;
 
 use lambda_http::http::StatusCode;
 
-use crate::factor::FactorCheckError;
+use crate::domain::ValidationError;
 use crate::guard::{Limit, Refusal};
 use crate::handler::{MAX_BODY_BYTES, ROUTE};
+use crate::okta::FactorCheckError;
 use crate::okta::OktaError;
 use crate::problem::Problem;
-use crate::request::ValidationError;
 
 /// The `Retry-After` of `guard_unavailable`: long enough for a blip to pass.
 pub const GUARD_UNAVAILABLE_RETRY_SECONDS: u64 = 5;
@@ -290,8 +290,8 @@ mod tests {
     use reqwest::header::HeaderMap;
 
     use super::*;
-    use crate::okta::classify;
-    use crate::okta::tests::at;
+    use crate::okta::client::classify;
+    use crate::okta::client::tests::at;
 
     fn body(response: &Response<Body>) -> serde_json::Value {
         serde_json::from_slice(response.body()).unwrap()

@@ -56,9 +56,9 @@ use ring::hmac;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::{Instant, timeout_at};
 
+use crate::domain::ResendRequest;
 use crate::domain::{Destination, FactorType};
-use crate::factor::Resend;
-use crate::request::ResendRequest;
+use crate::okta::Resend;
 
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;

@@ -14,12 +14,11 @@ use tokio::time::Instant;
 use crate::api_error::ApiError;
 use crate::caller::verified_claim;
 use crate::config::Config;
-use crate::factor::{DestinationSource, FactorCheckError, Resend};
+use crate::domain::{DestinationRule, ResendRequest, ValidationError};
 use crate::guard::{Checked, Guard, GuardError, Ticket};
 use crate::metrics::{Metrics, country_calling_code};
-use crate::okta::{OktaClient, OktaError, OktaMeta};
+use crate::okta::{DestinationSource, FactorCheckError, OktaClient, OktaError, OktaMeta, Resend};
 use crate::policy::DestinationPolicy;
-use crate::request::{DestinationRule, ResendRequest, ValidationError};
 use crate::runtime::UndecodableBody;
 
 /// The only route this function serves.

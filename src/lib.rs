@@ -6,9 +6,7 @@
 pub mod api_error;
 pub mod caller;
 pub mod config;
-pub mod credential;
 pub mod domain;
-pub mod factor;
 pub mod guard;
 pub mod handler;
 pub mod logging;
@@ -16,7 +14,6 @@ pub mod metrics;
 pub mod okta;
 pub mod policy;
 pub mod problem;
-pub mod request;
 pub mod runtime;
 
 use std::time::Duration;
@@ -26,10 +23,10 @@ use aws_config::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use config::{Config, ConfigError};
-use credential::{Credential, CredentialError, SecretsManagerSource};
 use guard::{Guard, GuardKey};
 pub use handler::App;
 use okta::OktaClient;
+use okta::{Credential, CredentialError, SecretsManagerSource};
 
 /// Why a cold start could not produce a working [`App`].
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Moto, TOKEN, USER, json_body, resend_event};
-use okta_resend::credential::CredentialError;
+use okta_resend::okta::credential::CredentialError;
 use serde_json::json;
 use wiremock::matchers::header;
 use wiremock::{Mock, MockServer, ResponseTemplate};

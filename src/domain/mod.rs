@@ -10,6 +10,7 @@ mod email;
 mod factor_type;
 mod okta_id;
 mod phone_extension;
+mod resend_request;
 
 pub use destination::Destination;
 pub use e164::E164;
@@ -17,6 +18,7 @@ pub use email::Email;
 pub use factor_type::FactorType;
 pub use okta_id::OktaId;
 pub use phone_extension::PhoneExtension;
+pub use resend_request::{DestinationRule, ResendRequest, ValidationError};
 
 /// Invalid values, shared with the validator's tests, which send them through too.
 #[cfg(test)]

@@ -15,7 +15,7 @@ use aws_sdk_secretsmanager::config::Credentials;
 use lambda_http::http::Response;
 use lambda_http::{Body, Context, Request, RequestExt};
 use okta_resend::config::{ORG_URL_VAR, SECRET_ID_VAR, TIMEOUT_VAR};
-use okta_resend::credential::{Credential, TokenSource};
+use okta_resend::okta::credential::{Credential, TokenSource};
 use okta_resend::{App, Config};
 use serde_json::json;
 use wiremock::ResponseTemplate;

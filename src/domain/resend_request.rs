@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::domain::{Destination, E164, Email, FactorType, OktaId, PhoneExtension};
+use super::{Destination, E164, Email, FactorType, OktaId, PhoneExtension};
 
 /// The JSON fields the app may send, in the order they are checked.
 const FIELDS: [&str; 6] = [
@@ -23,7 +23,7 @@ const FIELDS: [&str; 6] = [
 ];
 
 /// Why a request body was refused. Each variant maps to one problem response
-/// (see `problem.rs`); `field` is the JSON name of the offending field.
+/// (see `ApiError::problem`); `field` is the JSON name of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
     #[error("the body is not a JSON object")]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::{Destination, E164, Email, FactorType, OktaId, PhoneExtension};
-use crate::request::{ResendRequest, ValidationError};
+use crate::domain::{ResendRequest, ValidationError};
 
 /// Okta's status for a factor whose enrollment waits for its code.
 const PENDING_ACTIVATION: &str = "PENDING_ACTIVATION";
@@ -135,7 +135,7 @@ impl Resend {
     }
 
     /// Without the factor check: the app's destination (validated with
-    /// [`crate::request::DestinationRule::Required`], so it is there).
+    /// [`crate::domain::DestinationRule::Required`], so it is there).
     pub fn to_app_destination(request: &ResendRequest) -> Result<Self, ValidationError> {
         let destination = request.destination().cloned().ok_or_else(|| {
             ValidationError::field(match request.factor_type() {
@@ -177,7 +177,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::request::DestinationRule;
+    use crate::domain::DestinationRule;
 
     const USER: &str = "00ub0oNGTSWTBKOLGLNR";
     const SMS: &str = "sms2gt8gzgEBPUWBIFHN";

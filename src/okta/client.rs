@@ -16,10 +16,10 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE, HeaderMap};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::credential::{Credential, Refresh};
+use super::factor::{EnrolledFactor, Resend};
 use crate::config::OrgUrl;
-use crate::credential::{Credential, Refresh};
 use crate::domain::{Destination, FactorType, OktaId};
-use crate::factor::{EnrolledFactor, Resend};
 
 /// Okta's answer is never read past this many bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
