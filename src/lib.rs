@@ -1,110 +1,22 @@
 //! okta-resend: re-send the one-time code of an Okta factor being enrolled.
 //!
-//! `main.rs` sets up logging, calls [`init_from_env`] and hands [`App::handle`] to the
-//! Lambda runtime. Everything else lives here, so tests drive the same code.
+//! `main.rs` sets up logging, runs the cold start ([`init`]) and hands [`http::App`] to the
+//! Lambda runtime. Everything else lives here, so tests drive the same code:
+//! - [`http`]: the Lambda edge (runtime adapter, route, handler, caller binding, problems);
+//! - [`okta`]: the Okta client, its credential and the factor check;
+//! - [`guard`]: the shared limits in DynamoDB;
+//! - [`domain`]: the validated values (ids, phone numbers, emails, the request);
+//! - the settings ([`config`]), the cold start ([`init`]), the per-request [`deadline`],
+//!   the [`clock`], the destination [`policy`], [`logging`] and [`metrics`].
 
-pub mod api_error;
-pub mod caller;
+pub mod clock;
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod guard;
-pub mod handler;
+pub mod http;
+pub mod init;
 pub mod logging;
 pub mod metrics;
 pub mod okta;
 pub mod policy;
-pub mod problem;
-pub mod runtime;
-
-use std::time::Duration;
-
-use aws_config::BehaviorVersion;
-use aws_config::timeout::TimeoutConfig;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-
-pub use config::{Config, ConfigError};
-use guard::{Guard, GuardKey};
-pub use handler::App;
-use okta::OktaClient;
-use okta::{Credential, CredentialError, SecretsManagerSource};
-
-/// Why a cold start could not produce a working [`App`].
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Credential(#[from] CredentialError),
-    #[error("secret {secret_id} does not hold a guard key: {reason}")]
-    GuardKey {
-        secret_id: String,
-        reason: &'static str,
-    },
-    #[error("could not build the Okta HTTP client: {0}")]
-    HttpClient(#[from] reqwest::Error),
-}
-
-/// All cold-start work, in one place: the configuration from the environment, the AWS
-/// config, the credential read, the Okta client.
-pub async fn init_from_env() -> Result<App, InitError> {
-    let config = Config::from_env()?;
-    init_with_sdk_config(&config, &aws_sdk_config().await).await
-}
-
-/// The AWS SDK configuration from the environment (region, credentials,
-/// `AWS_ENDPOINT_URL`), on the process's one TLS stack (rustls + ring).
-pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    aws_sdk_config_loader().load().await
-}
-
-/// The loader behind [`aws_sdk_config`], for callers (tests) that override some settings.
-pub fn aws_sdk_config_loader() -> aws_config::ConfigLoader {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
-        // Each call's whole budget is set where it is made (the secret read's, for one),
-        // so there is one timeout per call, never two racing ones.
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .build(),
-        )
-}
-
-/// The cold start of [`init_from_env`], from a given configuration and AWS SDK configuration.
-/// The Okta credential and, with the guard on, its key are read at the same time.
-pub async fn init_with_sdk_config(
-    config: &Config,
-    sdk_config: &aws_config::SdkConfig,
-) -> Result<App, InitError> {
-    let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
-    let okta_secret = SecretsManagerSource::new(secrets.clone(), config.secret_id.clone());
-    let Some(settings) = &config.guard else {
-        let token = okta_secret.fetch().await?;
-        return app_with_credential(config, Credential::from_secret(token, okta_secret));
-    };
-    let key_secret = SecretsManagerSource::new(secrets, settings.key_secret_id.clone());
-    let (token, key) = tokio::join!(okta_secret.fetch(), key_secret.read());
-    let credential = Credential::from_secret(token?, okta_secret);
-    let key = GuardKey::from_secret(&key?).map_err(|reason| InitError::GuardKey {
-        secret_id: settings.key_secret_id.clone(),
-        reason,
-    })?;
-    let guard = Guard::new(
-        aws_sdk_dynamodb::Client::new(sdk_config),
-        settings,
-        key,
-        guard::system_clock(),
-    );
-    Ok(app_with_credential(config, credential)?.with_guard(guard))
-}
-
-/// The [`App`] for `config`, calling Okta with `credential`, without the guard (see
-/// [`App::with_guard`]): the one place an `App` is assembled, for the cold start and for
-/// tests that bring their own credential.
-pub fn app_with_credential(config: &Config, credential: Credential) -> Result<App, InitError> {
-    let okta = OktaClient::new(config.org_url.clone(), credential)?;
-    Ok(App::new(okta, config))
-}

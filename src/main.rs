@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use lambda_http::service_fn;
-use okta_resend::{init_from_env, logging};
+use okta_resend::init::init_from_env;
+use okta_resend::{http, logging};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -18,7 +19,7 @@ async fn main() -> ExitCode {
     };
 
     let app = &app;
-    let handler = service_fn(move |event| okta_resend::runtime::handle_event(app, event));
+    let handler = service_fn(move |event| http::runtime::handle_event(app, event));
     match lambda_http::lambda_runtime::run(handler).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -5,10 +5,10 @@
 
 use std::fmt;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::clock::now_ms;
 use crate::domain::E164;
 
 /// The one metric: a count of requests, by outcome and, for a sent sms or call, by country.
@@ -62,13 +62,6 @@ fn write_line_to_stdout(line: &str) {
     buf.push_str(line);
     buf.push('\n');
     let _ = std::io::stdout().lock().write_all(buf.as_bytes());
-}
-
-/// Now, in epoch milliseconds; a clock before 1970 gives 0 rather than a panic.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The record itself, as a JSON string (one line), for a given time in epoch milliseconds.

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::{app, json_body, manifest};
-use okta_resend::App;
+use okta_resend::http::App;
 use wiremock::MockServer;
 
 #[tokio::test]

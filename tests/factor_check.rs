@@ -10,10 +10,10 @@ use common::{
 };
 use lambda_http::Body;
 use lambda_http::http::Response;
-use okta_resend::App;
 use okta_resend::config::{
     ALLOWED_PREFIXES_VAR, CALLER_CLAIM_VAR, DENIED_PREFIXES_VAR, VERIFY_FACTOR_VAR,
 };
+use okta_resend::http::App;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -1,5 +1,5 @@
 //! Hostile input at volume: a seeded, shrinking property test of the whole handler
-//! (`okta_resend::runtime::handle_event`, raw API Gateway JSON in, API Gateway answer out).
+//! (`okta_resend::http::runtime::handle_event`, raw API Gateway JSON in, API Gateway answer out).
 //!
 //! What it generates: HTTP API (v2) and REST (v1) events built from the sample events in
 //! `events/`, with random paths (the route, near-misses, stage prefixes, traversal,
@@ -42,9 +42,9 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use lambda_http::Context;
 use lambda_http::lambda_runtime::LambdaEvent;
-use okta_resend::App;
 use okta_resend::config::VERIFY_FACTOR_VAR;
-use okta_resend::handler::{MAX_BODY_BYTES, ROUTE};
+use okta_resend::http::App;
+use okta_resend::http::route::{MAX_BODY_BYTES, ROUTE};
 use okta_resend::metrics::Metrics;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
@@ -198,7 +198,7 @@ impl Harness {
         context.request_id = REQUEST_ID.to_owned();
         let event = LambdaEvent::new(case.event, context);
         let answer = runtime
-            .block_on(okta_resend::runtime::handle_event(app, event))
+            .block_on(okta_resend::http::runtime::handle_event(app, event))
             .map_err(|e| TestCaseError::fail(format!("handle_event returned Err: {e}")))?;
         let answer = serde_json::to_value(answer).expect("an answer serializes");
         // An Okta call of this case has connected before the answer (the stub answers a

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use common::{Moto, TestClock, USER, app_with_guard, factor_json, json_body, resend_event};
 use lambda_http::http::header::RETRY_AFTER;
-use okta_resend::App;
 use okta_resend::config::{
     COOLDOWN_VAR, DESTINATION_HOURLY_LIMIT_VAR, GUARD_FAIL_OPEN_VAR, HOURLY_BUDGET_VAR,
     PREFIX_HOURLY_LIMIT_VAR, USER_DAILY_LIMIT_VAR,
 };
+use okta_resend::http::App;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -72,7 +72,7 @@ async fn logs_and_problems_never_carry_secrets_or_personal_data() {
             .await;
     }
     let config = common::config(&okta.uri(), &secret_id, &[]);
-    let app = okta_resend::init_with_sdk_config(&config, &moto.sdk_config().await)
+    let app = okta_resend::init::init_with_sdk_config(&config, &moto.sdk_config().await)
         .await
         .expect("init");
 

@@ -10,8 +10,8 @@ use common::{EMAIL, PHONE_DIGITS, TOKEN, USER, app_with, json_body, okta_error, 
 use lambda_http::Body;
 use lambda_http::http::Response;
 use lambda_http::http::header::RETRY_AFTER;
-use okta_resend::App;
 use okta_resend::config::{TIMEOUT_VAR, VERIFY_FACTOR_VAR};
+use okta_resend::http::App;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -68,7 +68,7 @@ async fn a_token_rotated_under_a_warm_instance_is_picked_up_after_one_refusal() 
     let secret = moto.create_secret("okta-resend/rotation", TOKEN).await;
     let okta = MockServer::start().await;
     okta_accepting(&okta, TOKEN).await;
-    let app = okta_resend::init_with_sdk_config(
+    let app = okta_resend::init::init_with_sdk_config(
         &common::config(&okta.uri(), &secret, &[]),
         &moto.sdk_config().await,
     )
@@ -118,7 +118,7 @@ async fn a_refused_token_that_did_not_change_is_not_retried() {
     let secret = moto.create_secret("okta-resend/revoked", TOKEN).await;
     let okta = MockServer::start().await;
     okta_accepting(&okta, NEW_TOKEN).await; // our token is revoked, nothing new in the secret
-    let app = okta_resend::init_with_sdk_config(
+    let app = okta_resend::init::init_with_sdk_config(
         &common::config(&okta.uri(), &secret, &[]),
         &moto.sdk_config().await,
     )

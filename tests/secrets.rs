@@ -11,8 +11,8 @@ use wiremock::matchers::header;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Init against moto with `secret_id`, which must fail.
-async fn init_failure(moto: &Moto, secret_id: &str) -> okta_resend::InitError {
-    okta_resend::init_with_sdk_config(
+async fn init_failure(moto: &Moto, secret_id: &str) -> okta_resend::init::InitError {
+    okta_resend::init::init_with_sdk_config(
         &common::config("https://example.okta.com", secret_id, &[]),
         &moto.sdk_config().await,
     )
@@ -31,7 +31,7 @@ async fn init_then_resend(moto: &Moto, secret_value: &str) {
         .expect(2)
         .mount(&okta)
         .await;
-    let app = okta_resend::init_with_sdk_config(
+    let app = okta_resend::init::init_with_sdk_config(
         &common::config(&okta.uri(), &secret_id, &[]),
         &moto.sdk_config().await,
     )
@@ -69,7 +69,7 @@ async fn secret_lookup_by_arn() {
         .unwrap()
         .arn
         .unwrap();
-    let app = okta_resend::init_with_sdk_config(
+    let app = okta_resend::init::init_with_sdk_config(
         &common::config("https://example.okta.com", &arn, &[]),
         &moto.sdk_config().await,
     )
@@ -99,7 +99,7 @@ async fn unusable_secret_values_fail_init_without_echoing_them() {
         assert!(
             matches!(
                 err,
-                okta_resend::InitError::Credential(CredentialError::Malformed { .. })
+                okta_resend::init::InitError::Credential(CredentialError::Malformed { .. })
             ),
             "{err}"
         );
@@ -122,7 +122,7 @@ async fn a_secrets_manager_that_never_answers_fails_init_within_the_bound() {
             open.push(stream);
         }
     });
-    let sdk = okta_resend::aws_sdk_config_loader()
+    let sdk = okta_resend::init::aws_sdk_config_loader()
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
@@ -131,7 +131,7 @@ async fn a_secrets_manager_that_never_answers_fails_init_within_the_bound() {
         .load()
         .await;
     let started = std::time::Instant::now();
-    let err = okta_resend::init_with_sdk_config(
+    let err = okta_resend::init::init_with_sdk_config(
         &common::config("https://example.okta.com", "okta/x", &[]),
         &sdk,
     )

@@ -297,7 +297,7 @@ fn plan(i: usize, rng: &mut Rng, templates: &Templates) -> Planned {
         }
         Kind::TooLarge => {
             let over = 1 + rng.below(4096);
-            let padding = rng.alphanumeric(okta_resend::handler::MAX_BODY_BYTES + over);
+            let padding = rng.alphanumeric(okta_resend::http::route::MAX_BODY_BYTES + over);
             let body = json!({"userId": USER, "factorId": sms, "note": padding});
             (
                 templates.v2_post(&body.to_string()),

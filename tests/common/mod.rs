@@ -14,9 +14,10 @@ use aws_config::Region;
 use aws_sdk_secretsmanager::config::Credentials;
 use lambda_http::http::Response;
 use lambda_http::{Body, Context, Request, RequestExt};
+use okta_resend::config::Config;
 use okta_resend::config::{ORG_URL_VAR, SECRET_ID_VAR, TIMEOUT_VAR};
+use okta_resend::http::App;
 use okta_resend::okta::credential::{Credential, TokenSource};
-use okta_resend::{App, Config};
 use serde_json::json;
 use wiremock::ResponseTemplate;
 
@@ -94,7 +95,7 @@ impl Moto {
 
     /// An SDK config aimed at this moto, with dummy credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        okta_resend::aws_sdk_config_loader()
+        okta_resend::init::aws_sdk_config_loader()
             .endpoint_url(&self.endpoint)
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
@@ -220,7 +221,7 @@ pub async fn app_with_guard(
     let settings = config(org_url, "unused", &all)
         .guard
         .expect("guard settings");
-    let sdk = okta_resend::aws_sdk_config_loader()
+    let sdk = okta_resend::init::aws_sdk_config_loader()
         .endpoint_url(dynamodb)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
@@ -296,7 +297,7 @@ pub fn app_with(org_url: &str, vars: &[(&str, &str)]) -> App {
     }
     let config = config(org_url, "unused", &vars);
     let token = TokenSource::from_secret_string(TOKEN).unwrap();
-    okta_resend::app_with_credential(&config, Credential::fixed(token)).expect("test app")
+    okta_resend::init::app_with_credential(&config, Credential::fixed(token)).expect("test app")
 }
 
 /// The phone number the tests' factors are enrolled with, as Okta's admin API formats it.
@@ -374,7 +375,7 @@ pub fn parse_event(json: &str) -> Request {
 pub async fn invoke_raw(app: &App, event: serde_json::Value) -> (u16, serde_json::Value) {
     let mut context = Context::default();
     context.request_id = "lambda-req-0001".to_owned();
-    let answer = okta_resend::runtime::handle_event(
+    let answer = okta_resend::http::runtime::handle_event(
         app,
         lambda_http::lambda_runtime::LambdaEvent::new(event, context),
     )

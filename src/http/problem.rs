@@ -1,5 +1,5 @@
 //! Problem responses (RFC 9457): how a [`Problem`] is written on the wire. Which error
-//! becomes which problem is decided in one place, [`crate::api_error::ApiError::problem`].
+//! becomes which problem is decided in one place, [`super::api_error::ApiError::problem`].
 
 use std::borrow::Cow;
 
@@ -7,6 +7,8 @@ use lambda_http::Body;
 use lambda_http::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use lambda_http::http::{Response, StatusCode};
 use serde::Serialize;
+
+use super::route::METHOD;
 
 /// An RFC 9457 problem, as the app sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +63,7 @@ impl Problem {
             response = response.header(RETRY_AFTER, seconds);
         }
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
-            response = response.header(ALLOW, "POST");
+            response = response.header(ALLOW, METHOD.as_str());
         }
         let json = serde_json::to_string(&body).expect("a problem always serializes");
         response

@@ -18,7 +18,7 @@ use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Error, Request, Service, service_fn};
 use serde_json::Value;
 
-use crate::App;
+use super::App;
 
 /// Marks a request whose body was flagged base64 but did not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

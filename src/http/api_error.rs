@@ -7,10 +7,11 @@ use lambda_http::http::StatusCode;
 
 use crate::domain::ValidationError;
 use crate::guard::{Limit, Refusal};
-use crate::handler::{MAX_BODY_BYTES, ROUTE};
 use crate::okta::FactorCheckError;
 use crate::okta::OktaError;
-use crate::problem::Problem;
+
+use super::problem::Problem;
+use super::route::{MAX_BODY_BYTES, METHOD, ROUTE};
 
 /// The `Retry-After` of `guard_unavailable`: long enough for a blip to pass.
 pub const GUARD_UNAVAILABLE_RETRY_SECONDS: u64 = 5;
@@ -76,7 +77,7 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "Method not allowed",
-                Cow::Owned(format!("Only POST is allowed on {ROUTE}.")),
+                Cow::Owned(format!("Only {METHOD} is allowed on {ROUTE}.")),
                 None,
             ),
             A::PayloadTooLarge => (
@@ -428,7 +429,7 @@ mod tests {
         assert!(detail(ApiError::MethodNotAllowed).contains(ROUTE));
         assert!(detail(ApiError::PayloadTooLarge).contains(&MAX_BODY_BYTES.to_string()));
         let response = ApiError::MethodNotAllowed.problem().into_response("r");
-        assert_eq!(response.headers()[ALLOW], "POST");
+        assert_eq!(response.headers()[ALLOW], METHOD.as_str());
     }
 
     /// Every answer of Okta's the function decides on, and what the app then gets: the one

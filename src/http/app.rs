@@ -5,33 +5,25 @@
 //! destination policy -> guard commit -> resend -> answer. The first failure answers.
 
 use lambda_http::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use lambda_http::http::{Method, Response, StatusCode};
+use lambda_http::http::{Response, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::api_error::ApiError;
-use crate::caller::verified_claim;
+use super::api_error::ApiError;
+use super::caller::verified_claim;
+use super::route::{MAX_BODY_BYTES, METHOD, is_json, is_our_route};
+use super::runtime::UndecodableBody;
 use crate::config::Config;
+use crate::deadline::request_deadline;
 use crate::domain::{DestinationRule, ResendRequest, ValidationError};
 use crate::guard::{Checked, Guard, GuardError, Ticket};
 use crate::metrics::{Metrics, country_calling_code};
 use crate::okta::{DestinationSource, FactorCheckError, OktaClient, OktaError, OktaMeta, Resend};
 use crate::policy::DestinationPolicy;
-use crate::runtime::UndecodableBody;
 
-/// The only route this function serves.
-pub const ROUTE: &str = "/factors/resend";
-/// Largest accepted request body, counted on the decoded bytes.
-pub const MAX_BODY_BYTES: usize = 4 * 1024;
-/// 2020-01-01 in epoch milliseconds: an invocation deadline before it is not a time.
-const EPOCH_MS_2020: u64 = 1_577_836_800_000;
-/// Kept free before the invocation's deadline: time to write our own answer and hand it to
-/// the runtime, so that a slow dependency is our 504, never API Gateway's.
-pub const INVOCATION_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Everything a request needs, built once per cold start (see [`crate::init_from_env`]).
+/// Everything a request needs, built once per cold start (see [`crate::init::init_from_env`]).
 pub struct App {
     okta: OktaClient,
     okta_timeout: std::time::Duration,
@@ -184,7 +176,7 @@ impl App {
         if !is_our_route(event) {
             return Err(ApiError::NotFound);
         }
-        if event.method() != Method::POST {
+        if event.method() != METHOD {
             return Err(ApiError::MethodNotAllowed);
         }
         let body: &[u8] = event.body();
@@ -359,84 +351,6 @@ fn sent_response(sent: &Sent) -> Response<Body> {
             serde_json::to_string(&body).expect("serializes"),
         ))
         .expect("status and headers are valid")
-}
-
-/// Whether the event is for [`ROUTE`]. The route API Gateway matched is the truth where the
-/// event names one: the v2 `routeKey` (`POST /factors/resend`) or the v1 resource path.
-/// Behind a custom domain with an API mapping key, the path itself carries the mapping key
-/// (`/okta/factors/resend`) and only the matched route says which route it is. Without a
-/// named route (`$default`, a `{proxy+}` route, `cargo lambda watch`), the path decides.
-fn is_our_route(event: &Request) -> bool {
-    match event.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => {
-            let route_key = ctx.route_key.as_deref();
-            match named_route(route_key.and_then(|k| k.split_once(' ')).map(|(_, p)| p)) {
-                Some(route) => route == ROUTE,
-                None => route_path(event) == ROUTE,
-            }
-        }
-        Some(RequestContext::ApiGatewayV1(ctx)) => {
-            match named_route(ctx.resource_path.as_deref()) {
-                Some(route) => route == ROUTE,
-                None => route_path(event) == ROUTE,
-            }
-        }
-        _ => route_path(event) == ROUTE,
-    }
-}
-
-/// A route API Gateway matched by name: not `$default`, not a `{proxy+}` route.
-fn named_route(route: Option<&str>) -> Option<&str> {
-    route.filter(|r| r.starts_with('/') && !r.contains('{'))
-}
-
-/// The request's one deadline: `OKTA_TIMEOUT_MS` from its start, or earlier when the
-/// invocation's own deadline (less [`INVOCATION_MARGIN`]) comes first. Lambda gives that
-/// deadline in epoch milliseconds; a context without one (tests) or with a value that is
-/// not a time (`cargo lambda watch` sends its timeout, `600000`) bounds nothing more.
-fn request_deadline(event: &Request, started: Instant, budget: std::time::Duration) -> Instant {
-    let own = started + budget;
-    let Some(invocation_deadline_ms) = event
-        .lambda_context_ref()
-        .map(|c| c.deadline)
-        .filter(|ms| *ms >= EPOCH_MS_2020)
-    else {
-        return own;
-    };
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let left = std::time::Duration::from_millis(invocation_deadline_ms.saturating_sub(now_ms))
-        .saturating_sub(INVOCATION_MARGIN);
-    own.min(Instant::now() + left)
-}
-
-/// The path without any API Gateway stage prefix. An HTTP API (v2) event from a named
-/// stage has the stage in `rawPath`; a REST (v1) event's `path` never has it (the stage is
-/// only in `requestContext.path`), so nothing is stripped there.
-fn route_path(event: &Request) -> &str {
-    let path = event.raw_http_path();
-    match event.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => match ctx.stage.as_deref() {
-            Some(stage) if stage != "$default" && !stage.is_empty() => path
-                .strip_prefix('/')
-                .and_then(|p| p.strip_prefix(stage))
-                .filter(|rest| rest.starts_with('/'))
-                .unwrap_or(path),
-            _ => path,
-        },
-        _ => path,
-    }
-}
-
-/// `application/json`, case-insensitive, parameters (charset) allowed.
-fn is_json(event: &Request) -> bool {
-    event
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn apigw_request_id(event: &Request) -> Option<&str> {
