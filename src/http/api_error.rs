@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use lambda_http::http::StatusCode;
 
 use crate::domain::ValidationError;
-use crate::guard::{Limit, Refusal};
+use crate::guard::{GuardError, Limit, Refusal};
 use crate::okta::FactorCheckError;
 use crate::okta::OktaError;
 
@@ -39,11 +39,70 @@ pub enum ApiError {
     Okta(#[from] OktaError),
     #[error("a shared limit refuses: {0:?}")]
     Guard(Refusal),
-    #[error("the shared guard cannot be reached")]
-    GuardUnavailable,
+    #[error("the shared guard cannot be reached: {reason}")]
+    GuardUnavailable { reason: String },
+}
+
+impl From<GuardError> for ApiError {
+    fn from(err: GuardError) -> Self {
+        match err {
+            GuardError::Refused(refusal) => Self::Guard(refusal),
+            GuardError::Unavailable(reason) => Self::GuardUnavailable { reason },
+        }
+    }
+}
+
+/// What an error's own log line says about the request besides the error.
+pub struct ErrorContext<'a> {
+    pub request_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub factor_type: Option<&'a str>,
+    pub okta_request_id: Option<&'a str>,
+}
+
+/// One row of the error table: everything of a problem but the field at fault.
+struct Row {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+    detail: Cow<'static, str>,
+    retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
+    /// The errors an operator must act on get a line of their own, beside the request's
+    /// summary line (which every request gets). Never anything secret or unmasked.
+    pub fn log(&self, context: &ErrorContext<'_>) {
+        match self {
+            Self::Okta(OktaError::CredentialRejected { status }) => {
+                tracing::error!(
+                    event = "okta_credential_rejected",
+                    request_id = %context.request_id,
+                    okta_status = status,
+                    okta_request_id = context.okta_request_id,
+                    "Okta rejected the API token: check or rotate the secret named by OKTA_SECRET_ID"
+                );
+            }
+            Self::Factor(FactorCheckError::DestinationUnreadable) => {
+                tracing::warn!(
+                    event = "enrolled_destination_unreadable",
+                    request_id = %context.request_id,
+                    user_id = context.user_id,
+                    factor_type = context.factor_type,
+                    "the factor's enrolled destination is masked, empty or missing: nothing was sent"
+                );
+            }
+            Self::GuardUnavailable { reason } => {
+                tracing::error!(
+                    event = "guard_unavailable",
+                    reason = %reason,
+                    "the shared guard's table cannot be used: resends are refused (RESEND_GUARD_FAIL_OPEN is false)"
+                );
+            }
+            _ => {}
+        }
+    }
+
     /// The single mapping from every error to its answer. `detail` is our own fixed
     /// wording, safe to show a user: never Okta's text, never internals.
     pub fn problem(&self) -> Problem {
@@ -54,157 +113,155 @@ impl ApiError {
         let fixed = Cow::Borrowed;
         // Okta's own 24-hour caps and the guard's sliding one answer alike; only the guard
         // knows when it frees.
-        let daily = |retry_after_seconds| {
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                "daily_limit_reached",
-                "Daily limit reached",
-                fixed(
-                    "This factor has received as many codes as allowed in 24 hours. Try again later or choose another factor.",
-                ),
-                retry_after_seconds,
-            )
+        let daily = |retry_after_seconds| Row {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "daily_limit_reached",
+            title: "Daily limit reached",
+            detail: fixed(
+                "This factor has received as many codes as allowed in 24 hours. Try again later or choose another factor.",
+            ),
+            retry_after_seconds,
         };
-        let (status, code, title, detail, retry_after_seconds) = match self {
-            A::NotFound | A::Okta(O::NotFound) => (
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "Not found",
-                fixed("The user, the factor or the resource does not exist."),
-                None,
-            ),
-            A::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method not allowed",
-                Cow::Owned(format!("Only {METHOD} is allowed on {ROUTE}.")),
-                None,
-            ),
-            A::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-                Cow::Owned(format!(
+        let row = match self {
+            A::NotFound | A::Okta(O::NotFound) => Row {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                title: "Not found",
+                detail: fixed("The user, the factor or the resource does not exist."),
+                retry_after_seconds: None,
+            },
+            A::MethodNotAllowed => Row {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                title: "Method not allowed",
+                detail: Cow::Owned(format!("Only {METHOD} is allowed on {ROUTE}.")),
+                retry_after_seconds: None,
+            },
+            A::PayloadTooLarge => Row {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "payload_too_large",
+                title: "Payload too large",
+                detail: Cow::Owned(format!(
                     "The request body must be at most {MAX_BODY_BYTES} bytes."
                 )),
-                None,
-            ),
-            A::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
-                fixed("The request body must be sent with Content-Type: application/json."),
-                None,
-            ),
-            A::Invalid(V::InvalidJson) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                "Invalid JSON",
-                fixed("The request body must be a JSON object, each key once."),
-                None,
-            ),
-            A::Invalid(V::InvalidRequest { .. }) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Invalid request",
-                fixed(
+                retry_after_seconds: None,
+            },
+            A::UnsupportedMediaType => Row {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "unsupported_media_type",
+                title: "Unsupported media type",
+                detail: fixed("The request body must be sent with Content-Type: application/json."),
+                retry_after_seconds: None,
+            },
+            A::Invalid(V::InvalidJson) => Row {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_json",
+                title: "Invalid JSON",
+                detail: fixed("The request body must be a JSON object, each key once."),
+                retry_after_seconds: None,
+            },
+            A::Invalid(V::InvalidRequest { .. }) => Row {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_request",
+                title: "Invalid request",
+                detail: fixed(
                     "The field named in `field` is missing, has the wrong type, is not allowed for this factor type, or is unknown.",
                 ),
-                None,
-            ),
-            A::Invalid(V::InvalidUserId) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_user_id",
-                "Invalid user id",
-                fixed("userId must be an Okta user id: exactly 20 letters or digits."),
-                None,
-            ),
-            A::Invalid(V::InvalidFactorId) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_factor_id",
-                "Invalid factor id",
-                fixed("factorId must be an Okta factor id: exactly 20 letters or digits."),
-                None,
-            ),
-            A::Invalid(V::InvalidPhoneNumber { .. }) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_phone_number",
-                "Invalid phone number",
-                fixed(
+                retry_after_seconds: None,
+            },
+            A::Invalid(V::InvalidUserId) => Row {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_user_id",
+                title: "Invalid user id",
+                detail: fixed("userId must be an Okta user id: exactly 20 letters or digits."),
+                retry_after_seconds: None,
+            },
+            A::Invalid(V::InvalidFactorId) => Row {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_factor_id",
+                title: "Invalid factor id",
+                detail: fixed("factorId must be an Okta factor id: exactly 20 letters or digits."),
+                retry_after_seconds: None,
+            },
+            A::Invalid(V::InvalidPhoneNumber { .. }) => Row {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_phone_number",
+                title: "Invalid phone number",
+                detail: fixed(
                     "phoneNumber must be an international number such as +1 555 415 1337; phoneExtension, when given, 1 to 15 digits.",
                 ),
-                None,
-            ),
-            A::Invalid(V::InvalidEmail) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_email",
-                "Invalid email address",
-                fixed("email must be an email address of at most 254 characters."),
-                None,
-            ),
-            A::CallerMismatch => (
-                StatusCode::FORBIDDEN,
-                "caller_mismatch",
-                "Caller mismatch",
-                fixed("A signed-in user may only ask for codes for its own factors."),
-                None,
-            ),
-            A::Factor(F::NotPending) => (
-                StatusCode::CONFLICT,
-                "factor_not_pending",
-                "Factor not pending",
-                fixed(
+                retry_after_seconds: None,
+            },
+            A::Invalid(V::InvalidEmail) => Row {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_email",
+                title: "Invalid email address",
+                detail: fixed("email must be an email address of at most 254 characters."),
+                retry_after_seconds: None,
+            },
+            A::CallerMismatch => Row {
+                status: StatusCode::FORBIDDEN,
+                code: "caller_mismatch",
+                title: "Caller mismatch",
+                detail: fixed("A signed-in user may only ask for codes for its own factors."),
+                retry_after_seconds: None,
+            },
+            A::Factor(F::NotPending) => Row {
+                status: StatusCode::CONFLICT,
+                code: "factor_not_pending",
+                title: "Factor not pending",
+                detail: fixed(
                     "This factor is not waiting for activation, so there is no code to resend. Start the enrollment again.",
                 ),
-                None,
-            ),
-            A::Factor(F::TypeMismatch) => (
-                StatusCode::CONFLICT,
-                "factor_type_mismatch",
-                "Factor type mismatch",
-                fixed("factorType is not the type of this factor."),
-                None,
-            ),
-            A::Factor(F::DestinationMismatch | F::DestinationUnreadable) => (
-                StatusCode::CONFLICT,
-                "destination_mismatch",
-                "Destination mismatch",
-                fixed(
+                retry_after_seconds: None,
+            },
+            A::Factor(F::TypeMismatch) => Row {
+                status: StatusCode::CONFLICT,
+                code: "factor_type_mismatch",
+                title: "Factor type mismatch",
+                detail: fixed("factorType is not the type of this factor."),
+                retry_after_seconds: None,
+            },
+            A::Factor(F::DestinationMismatch | F::DestinationUnreadable) => Row {
+                status: StatusCode::CONFLICT,
+                code: "destination_mismatch",
+                title: "Destination mismatch",
+                detail: fixed(
                     "The code cannot be sent: the phone number or email address is not the one enrolled for this factor. Start the enrollment again.",
                 ),
-                None,
-            ),
-            A::DestinationNotAllowed => (
-                StatusCode::FORBIDDEN,
-                "destination_not_allowed",
-                "Destination not allowed",
-                fixed("Codes cannot be sent to this phone number. Choose another factor."),
-                None,
-            ),
-            A::Okta(O::Rejected) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "rejected_by_okta",
-                "Rejected by Okta",
-                fixed(
+                retry_after_seconds: None,
+            },
+            A::DestinationNotAllowed => Row {
+                status: StatusCode::FORBIDDEN,
+                code: "destination_not_allowed",
+                title: "Destination not allowed",
+                detail: fixed("Codes cannot be sent to this phone number. Choose another factor."),
+                retry_after_seconds: None,
+            },
+            A::Okta(O::Rejected) => Row {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "rejected_by_okta",
+                title: "Rejected by Okta",
+                detail: fixed(
                     "Okta refused to send a new code: the factor may no longer be waiting for activation, or the number is not accepted. Start the enrollment again.",
                 ),
-                None,
-            ),
+                retry_after_seconds: None,
+            },
             A::Okta(O::ResendTooSoon {
                 retry_after_seconds,
             })
             | A::Guard(Refusal {
                 limit: Limit::Cooldown,
                 retry_after_seconds,
-            }) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "resend_too_soon",
-                "Resend too soon",
-                fixed(
+            }) => Row {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "resend_too_soon",
+                title: "Resend too soon",
+                detail: fixed(
                     "A code was sent moments ago. Wait retryAfterSeconds before asking for another.",
                 ),
-                Some(*retry_after_seconds),
-            ),
+                retry_after_seconds: Some(*retry_after_seconds),
+            },
             A::Okta(O::DailyLimitReached) => daily(None),
             A::Guard(Refusal {
                 limit: Limit::UserDaily,
@@ -213,59 +270,59 @@ impl ApiError {
             A::Guard(Refusal {
                 limit: Limit::Destination | Limit::Prefix,
                 retry_after_seconds,
-            }) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "destination_limit_reached",
-                "Destination limit reached",
-                fixed(
+            }) => Row {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "destination_limit_reached",
+                title: "Destination limit reached",
+                detail: fixed(
                     "This phone number or email address has received as many codes as allowed for now. Wait retryAfterSeconds or choose another factor.",
                 ),
-                Some(*retry_after_seconds),
-            ),
+                retry_after_seconds: Some(*retry_after_seconds),
+            },
             A::Guard(Refusal {
                 limit: Limit::Budget,
                 retry_after_seconds,
-            }) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "resend_paused",
-                "Resend paused",
-                fixed("Codes cannot be sent right now. Try again after retryAfterSeconds."),
-                Some(*retry_after_seconds),
-            ),
-            A::GuardUnavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "guard_unavailable",
-                "Temporarily unavailable",
-                fixed("Codes cannot be sent right now. Try again in a few seconds."),
-                Some(GUARD_UNAVAILABLE_RETRY_SECONDS),
-            ),
+            }) => Row {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "resend_paused",
+                title: "Resend paused",
+                detail: fixed("Codes cannot be sent right now. Try again after retryAfterSeconds."),
+                retry_after_seconds: Some(*retry_after_seconds),
+            },
+            A::GuardUnavailable { .. } => Row {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "guard_unavailable",
+                title: "Temporarily unavailable",
+                detail: fixed("Codes cannot be sent right now. Try again in a few seconds."),
+                retry_after_seconds: Some(GUARD_UNAVAILABLE_RETRY_SECONDS),
+            },
             A::Okta(O::RateLimited {
                 retry_after_seconds,
-            }) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Too many requests",
-                fixed("Too many requests right now. Try again after retryAfterSeconds."),
-                Some(*retry_after_seconds),
-            ),
-            A::Okta(O::CredentialRejected { .. } | O::Upstream { .. }) => (
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "Upstream error",
-                fixed(
+            }) => Row {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "rate_limited",
+                title: "Too many requests",
+                detail: fixed("Too many requests right now. Try again after retryAfterSeconds."),
+                retry_after_seconds: Some(*retry_after_seconds),
+            },
+            A::Okta(O::CredentialRejected { .. } | O::Upstream { .. }) => Row {
+                status: StatusCode::BAD_GATEWAY,
+                code: "upstream_error",
+                title: "Upstream error",
+                detail: fixed(
                     "The code could not be sent because of a temporary problem. It may still arrive: wait for the factor's cooldown before asking again.",
                 ),
-                None,
-            ),
-            A::Okta(O::Timeout) => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "Upstream timeout",
-                fixed(
+                retry_after_seconds: None,
+            },
+            A::Okta(O::Timeout) => Row {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                code: "upstream_timeout",
+                title: "Upstream timeout",
+                detail: fixed(
                     "Okta did not answer in time. The code may still arrive: wait for the factor's cooldown before asking again.",
                 ),
-                None,
-            ),
+                retry_after_seconds: None,
+            },
         };
         let field = if let A::Invalid(err) = self {
             err.field_name().map(str::to_owned)
@@ -273,12 +330,12 @@ impl ApiError {
             None
         };
         Problem {
-            status,
-            code,
-            title,
-            detail,
+            status: row.status,
+            code: row.code,
+            title: row.title,
+            detail: row.detail,
             field,
-            retry_after_seconds,
+            retry_after_seconds: row.retry_after_seconds,
         }
     }
 }
@@ -388,7 +445,14 @@ mod tests {
                 "destination_not_allowed",
                 None,
             ),
-            (ApiError::GuardUnavailable, 503, "guard_unavailable", None),
+            (
+                ApiError::GuardUnavailable {
+                    reason: "test".into(),
+                },
+                503,
+                "guard_unavailable",
+                None,
+            ),
         ];
         for (err, status, code, field) in cases {
             let response = assert_problem(&err, status, code);

@@ -1,8 +1,11 @@
 //! The HTTP handler: one API Gateway event in, one response out, one log line written.
 //!
-//! [`App::handle`] is the request's whole path, top to bottom: route -> method -> body
-//! size -> media type -> validate -> caller binding -> guard pre-check -> factor check ->
-//! destination policy -> guard commit -> resend -> answer. The first failure answers.
+//! [`App::resend`] is the request's whole path, one step a line: accept the HTTP request
+//! (route, method, size, media type, body) -> bind the caller -> guard pre-check -> factor
+//! check -> destination policy -> guard commit -> resend -> give back what Okta proves it
+//! did not send. The first failure answers.
+
+use std::time::Duration;
 
 use lambda_http::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use lambda_http::http::{Response, StatusCode};
@@ -11,45 +14,27 @@ use lambda_http::{Body, Request, RequestExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::api_error::ApiError;
+use super::api_error::{ApiError, ErrorContext};
 use super::caller::verified_claim;
 use super::route::{MAX_BODY_BYTES, METHOD, is_json, is_our_route};
 use super::runtime::UndecodableBody;
 use crate::config::Config;
 use crate::deadline::request_deadline;
 use crate::domain::{DestinationRule, ResendRequest, ValidationError};
-use crate::guard::{Checked, Guard, GuardError, Ticket};
+use crate::guard::{Attempt, Guard, GuardUse};
 use crate::metrics::{Metrics, country_calling_code};
-use crate::okta::{DestinationSource, FactorCheckError, OktaClient, OktaError, OktaMeta, Resend};
+use crate::okta::{DestinationSource, OktaClient, OktaMeta, Resend};
 use crate::policy::DestinationPolicy;
 
 /// Everything a request needs, built once per cold start (see [`crate::init::init_from_env`]).
 pub struct App {
     okta: OktaClient,
-    okta_timeout: std::time::Duration,
+    okta_timeout: Duration,
     verify_factor: bool,
     destination_policy: DestinationPolicy,
     caller_claim: Option<String>,
     guard: Option<Guard>,
     metrics: Metrics,
-}
-
-/// How the shared guard took part in a request, for the log line.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum GuardUse {
-    Off,
-    On,
-    FailedOpen,
-}
-
-impl GuardUse {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::On => "on",
-            Self::FailedOpen => "failed_open",
-        }
-    }
 }
 
 /// A sent code, and how long the app should wait before offering "resend" again.
@@ -58,15 +43,55 @@ struct Sent {
     retry_after_seconds: u64,
 }
 
-/// What the request's summary log line reports. Personal data only masked.
+/// What the request's path has established so far, for its summary log line. Its fields
+/// are turned into the line's fields in one place, [`Summary::log`]; personal data only
+/// masked.
 #[derive(Default)]
 struct Summary {
-    user_id: Option<String>,
-    factor_type: Option<&'static str>,
-    destination: Option<String>,
-    destination_source: Option<DestinationSource>,
+    request: Option<ResendRequest>,
+    resend: Option<Resend>,
     guard: Option<GuardUse>,
     okta: OktaMeta,
+}
+
+impl Summary {
+    fn user_id(&self) -> Option<&str> {
+        self.request.as_ref().map(|r| r.user_id().as_str())
+    }
+
+    fn factor_type(&self) -> Option<&'static str> {
+        self.request.as_ref().map(|r| r.factor_type().as_str())
+    }
+
+    /// The one INFO line of a request: what was asked, where the code went (or would
+    /// have), how the guard took part, what Okta answered, and our answer.
+    fn log(&self, event: &Request, request_id: &str, outcome: &str, status: u16, started: Instant) {
+        // The destination sent to Okta once known, else the one the app named.
+        let (destination, source) = match (&self.resend, &self.request) {
+            (Some(resend), _) => (Some(resend.destination()), Some(resend.source())),
+            (None, Some(request)) => (
+                request.destination(),
+                request.destination().map(|_| DestinationSource::App),
+            ),
+            (None, None) => (None, None),
+        };
+        tracing::info!(
+            request_id = %request_id,
+            apigw_request_id = apigw_request_id(event),
+            user_id = self.user_id(),
+            factor_type = self.factor_type(),
+            destination = destination.map(tracing::field::display),
+            destination_source = source.map(DestinationSource::as_str),
+            guard = self.guard.map(GuardUse::as_str),
+            outcome,
+            status,
+            okta_status = self.okta.status,
+            okta_error_code = self.okta.error_code.as_deref(),
+            okta_request_id = self.okta.request_id.as_deref(),
+            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "resend"
+        );
+    }
 }
 
 #[derive(Serialize)]
@@ -120,59 +145,76 @@ impl App {
                 (sent_response(&sent), "sent")
             }
             Err(err) => {
-                match &err {
-                    ApiError::Okta(OktaError::CredentialRejected { status }) => {
-                        tracing::error!(
-                            event = "okta_credential_rejected",
-                            request_id = %request_id,
-                            okta_status = status,
-                            okta_request_id = summary.okta.request_id.as_deref(),
-                            "Okta rejected the API token: check or rotate the secret named by OKTA_SECRET_ID"
-                        );
-                    }
-                    ApiError::Factor(FactorCheckError::DestinationUnreadable) => {
-                        tracing::warn!(
-                            event = "enrolled_destination_unreadable",
-                            request_id = %request_id,
-                            user_id = summary.user_id.as_deref(),
-                            factor_type = summary.factor_type,
-                            "the factor's enrolled destination is masked, empty or missing: nothing was sent"
-                        );
-                    }
-                    _ => {}
-                }
+                err.log(&ErrorContext {
+                    request_id: &request_id,
+                    user_id: summary.user_id(),
+                    factor_type: summary.factor_type(),
+                    okta_request_id: summary.okta.request_id.as_deref(),
+                });
                 let problem = err.problem();
                 let code = problem.code;
                 self.metrics.record(code, None);
                 (problem.into_response(&request_id), code)
             }
         };
-
-        tracing::info!(
-            request_id = %request_id,
-            apigw_request_id = apigw_request_id(&event),
-            user_id = summary.user_id.as_deref(),
-            factor_type = summary.factor_type,
-            destination = summary.destination.as_deref(),
-            destination_source = summary.destination_source.map(DestinationSource::as_str),
-            guard = summary.guard.map(GuardUse::as_str),
+        summary.log(
+            &event,
+            &request_id,
             outcome,
-            status = response.status().as_u16(),
-            okta_status = summary.okta.status,
-            okta_error_code = summary.okta.error_code.as_deref(),
-            okta_request_id = summary.okta.request_id.as_deref(),
-            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "resend"
+            response.status().as_u16(),
+            started,
         );
         response
     }
 
+    /// The request's whole path.
     async fn resend(
         &self,
         event: &Request,
         started: Instant,
         summary: &mut Summary,
     ) -> Result<Sent, ApiError> {
+        let request = summary.request.insert(self.accept(event)?).clone();
+        self.bind_caller(event, &request)?;
+        // Every outbound call of this request shares one deadline.
+        let deadline = request_deadline(event, started, self.okta_timeout);
+        let attempt = Attempt::pre_check(self.guard.as_ref(), &request, deadline).await;
+        summary.guard = Some(attempt.as_ref().map_or(GuardUse::On, Attempt::usage));
+        let mut attempt = attempt?;
+        let resend = summary
+            .resend
+            .insert(
+                self.check_factor(&request, deadline, &mut summary.okta)
+                    .await?,
+            )
+            .clone();
+        self.check_policy(&resend)?;
+        let committed = attempt.commit(&resend, deadline).await;
+        summary.guard = Some(attempt.usage());
+        committed?;
+        // The guard's countdown for the app is read while the resend is on its way.
+        let (reply, guard_wait) = tokio::join!(
+            self.okta.resend(&resend, deadline),
+            attempt.next_wait(deadline)
+        );
+        summary.okta = reply.meta;
+        if let Err(err) = &reply.result {
+            if err.proves_nothing_sent() {
+                attempt.release(deadline).await;
+            }
+        }
+        reply.result?;
+        let okta_wait = resend.destination().factor_type().cooldown_seconds();
+        let retry_after_seconds = guard_wait.map_or(okta_wait, |wait| wait.max(okta_wait));
+        Ok(Sent {
+            resend,
+            retry_after_seconds,
+        })
+    }
+
+    /// The HTTP request as this route accepts it: route, method, body size, media type,
+    /// then the body validated, in that order.
+    fn accept(&self, event: &Request) -> Result<ResendRequest, ApiError> {
         if !is_our_route(event) {
             return Err(ApiError::NotFound);
         }
@@ -186,152 +228,54 @@ impl App {
         if !is_json(event) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        if event.extensions().get::<UndecodableBody>().is_some() {
+            return Err(ValidationError::InvalidJson.into());
+        }
         let rule = if self.verify_factor {
             DestinationRule::Optional
         } else {
             DestinationRule::Required
         };
-        if event.extensions().get::<UndecodableBody>().is_some() {
-            return Err(ValidationError::InvalidJson.into());
-        }
-        let request = ResendRequest::from_json(body, rule)?;
-        summary.user_id = Some(request.user_id().to_string());
-        summary.factor_type = Some(request.factor_type().as_str());
-        if let Some(destination) = request.destination() {
-            summary.destination = Some(destination.to_string());
-            summary.destination_source = Some(DestinationSource::App);
-        }
-
-        // Caller binding: before anything goes to Okta.
-        if let Some(claim) = &self.caller_claim {
-            if verified_claim(event, claim) != Some(request.user_id().as_str()) {
-                return Err(ApiError::CallerMismatch);
-            }
-        }
-
-        // Every outbound call of this request shares one deadline.
-        let deadline = request_deadline(event, started, self.okta_timeout);
-
-        // The shared guard's pre-check: a request already over a limit goes no further.
-        let checked = self.guard_pre_check(&request, deadline, summary).await?;
-
-        let resend = if self.verify_factor {
-            let reply = self
-                .okta
-                .get_factor(request.user_id(), request.factor_id(), deadline)
-                .await;
-            summary.okta = reply.meta;
-            Resend::to_enrolled(&request, &reply.result?)?
-        } else {
-            Resend::to_app_destination(&request)?
-        };
-        summary.destination = Some(resend.destination().to_string());
-        summary.destination_source = Some(resend.source());
-
-        if let Some(phone) = resend.destination().phone() {
-            if !self.destination_policy.allows(phone) {
-                return Err(ApiError::DestinationNotAllowed);
-            }
-        }
-
-        // The guard's commit records the attempt before the resend, re-checking each limit.
-        let ticket = match checked {
-            Some(checked) => {
-                self.guard_commit(checked, &resend, deadline, summary)
-                    .await?
-            }
-            None => None,
-        };
-
-        // The guard's countdown for the app is read while the resend is on its way.
-        let (reply, guard_wait) = tokio::join!(self.okta.resend(&resend, deadline), async {
-            match (&self.guard, &ticket) {
-                (Some(guard), Some(ticket)) => Some(guard.next_wait(ticket, deadline).await),
-                _ => None,
-            }
-        });
-        summary.okta = reply.meta;
-        if let (Err(err), Some(ticket), Some(guard)) = (&reply.result, &ticket, &self.guard) {
-            // Okta's own throttle and its 404 prove nothing was sent: give the attempt
-            // back. Anything else (a 5xx, a timeout) may still have sent a code.
-            if matches!(err, OktaError::ResendTooSoon { .. } | OktaError::NotFound) {
-                guard.release(ticket, deadline).await;
-            }
-        }
-        reply.result?;
-        let okta_wait = resend.destination().factor_type().cooldown_seconds();
-        let retry_after_seconds = guard_wait.map_or(okta_wait, |wait| wait.max(okta_wait));
-        Ok(Sent {
-            resend,
-            retry_after_seconds,
-        })
+        Ok(ResendRequest::from_json(body, rule)?)
     }
 
-    /// The guard's pre-check, or `None` when the guard is off or failed open.
-    async fn guard_pre_check(
+    /// Caller binding: with `CALLER_USER_CLAIM` set, the verified caller may only ask for
+    /// its own factors. Checked before anything goes to Okta.
+    fn bind_caller(&self, event: &Request, request: &ResendRequest) -> Result<(), ApiError> {
+        match &self.caller_claim {
+            Some(claim) if verified_claim(event, claim) != Some(request.user_id().as_str()) => {
+                Err(ApiError::CallerMismatch)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The factor check (`VERIFY_FACTOR`): the resend goes to the enrolled destination, as
+    /// Okta has it on record. Without it, to the app's.
+    async fn check_factor(
         &self,
         request: &ResendRequest,
         deadline: Instant,
-        summary: &mut Summary,
-    ) -> Result<Option<Checked>, ApiError> {
-        let Some(guard) = &self.guard else {
-            summary.guard = Some(GuardUse::Off);
-            return Ok(None);
-        };
-        let checked = guard.pre_check(request, deadline).await;
-        self.guard_outcome(guard, checked, summary)
+        okta: &mut OktaMeta,
+    ) -> Result<Resend, ApiError> {
+        if !self.verify_factor {
+            return Ok(Resend::to_app_destination(request)?);
+        }
+        let reply = self
+            .okta
+            .get_factor(request.user_id(), request.factor_id(), deadline)
+            .await;
+        *okta = reply.meta;
+        Ok(Resend::to_enrolled(request, &reply.result?)?)
     }
 
-    /// The guard's commit, or `None` when it failed open.
-    async fn guard_commit(
-        &self,
-        checked: Checked,
-        resend: &Resend,
-        deadline: Instant,
-        summary: &mut Summary,
-    ) -> Result<Option<Ticket>, ApiError> {
-        let Some(guard) = &self.guard else {
-            return Ok(None);
-        };
-        let ticket = guard.commit(checked, resend, deadline).await;
-        self.guard_outcome(guard, ticket, summary)
-    }
-
-    /// A guard step's result: a refusal answers; an unusable table answers
-    /// `guard_unavailable`, or lets the request through when the guard fails open.
-    fn guard_outcome<T>(
-        &self,
-        guard: &Guard,
-        result: Result<T, GuardError>,
-        summary: &mut Summary,
-    ) -> Result<Option<T>, ApiError> {
-        match result {
-            Ok(value) => {
-                summary.guard = Some(GuardUse::On);
-                Ok(Some(value))
+    /// The destination policy (`RESEND_ALLOWED_PREFIXES`, `RESEND_DENIED_PREFIXES`).
+    fn check_policy(&self, resend: &Resend) -> Result<(), ApiError> {
+        match resend.destination().phone() {
+            Some(phone) if !self.destination_policy.allows(phone) => {
+                Err(ApiError::DestinationNotAllowed)
             }
-            Err(GuardError::Refused(refusal)) => {
-                summary.guard = Some(GuardUse::On);
-                Err(ApiError::Guard(refusal))
-            }
-            Err(GuardError::Unavailable(reason)) if guard.fail_open() => {
-                tracing::warn!(
-                    event = "guard_failed_open",
-                    reason = %reason,
-                    "the shared guard's table cannot be used: the request goes on without it (RESEND_GUARD_FAIL_OPEN)"
-                );
-                summary.guard = Some(GuardUse::FailedOpen);
-                Ok(None)
-            }
-            Err(GuardError::Unavailable(reason)) => {
-                tracing::error!(
-                    event = "guard_unavailable",
-                    reason = %reason,
-                    "the shared guard's table cannot be used: resends are refused (RESEND_GUARD_FAIL_OPEN is false)"
-                );
-                summary.guard = Some(GuardUse::On);
-                Err(ApiError::GuardUnavailable)
-            }
+            _ => Ok(()),
         }
     }
 }

@@ -47,6 +47,15 @@ pub enum OktaError {
     Timeout,
 }
 
+impl OktaError {
+    /// Whether this answer proves Okta sent no code, so the guard gives the attempt back:
+    /// its own per-factor throttle and its 404. Anything else (a 5xx, a timeout) may still
+    /// have sent one.
+    pub fn proves_nothing_sent(&self) -> bool {
+        matches!(self, Self::ResendTooSoon { .. } | Self::NotFound)
+    }
+}
+
 /// What we learned about Okta's answer, for the request's log line. Never holds Okta's
 /// error text (it can quote the phone number).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
