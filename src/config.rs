@@ -1,6 +1,7 @@
 //! Configuration, read from the environment once, in one place, into typed values.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -29,7 +30,9 @@ pub const METRICS_NAMESPACE_VAR: &str = "METRICS_NAMESPACE";
 
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// API Gateway gives up at 29 s; the Okta call must end well before.
-const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=25_000;
+const TIMEOUT_RANGE_MS: RangeInclusive<u64> = 100..=25_000;
+/// The largest value any limit accepts.
+const MAX_LIMIT: u64 = 10_000_000;
 
 /// A configuration value that is missing or unusable. Names the variable, never echoes
 /// more of its value than is needed to fix it.
@@ -123,74 +126,29 @@ impl Config {
     /// Reads the configuration through `lookup`, so tests need not touch the process
     /// environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |var: &'static str| {
-            lookup(var)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing(var))
-        };
-        let org_url =
-            OrgUrl::parse(&required(ORG_URL_VAR)?).map_err(|reason| ConfigError::Invalid {
-                var: ORG_URL_VAR,
-                reason,
-            })?;
-        let secret_id = required(SECRET_ID_VAR)?.trim().to_owned();
-        let timeout_ms = match lookup(TIMEOUT_VAR) {
-            None => DEFAULT_TIMEOUT_MS,
-            Some(raw) => raw
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| TIMEOUT_RANGE_MS.contains(ms))
-                .ok_or_else(|| ConfigError::Invalid {
-                    var: TIMEOUT_VAR,
-                    reason: format!(
-                        "expected milliseconds in {}..={}",
-                        TIMEOUT_RANGE_MS.start(),
-                        TIMEOUT_RANGE_MS.end()
-                    ),
-                })?,
-        };
-        let verify_factor = match lookup(VERIFY_FACTOR_VAR).as_deref().map(str::trim) {
-            None | Some("") | Some("true") => true,
-            Some("false") => false,
-            Some(_) => {
-                return Err(ConfigError::Invalid {
-                    var: VERIFY_FACTOR_VAR,
-                    reason: "expected true or false".into(),
-                });
-            }
-        };
-        let prefixes = |var: &'static str| {
-            PhonePrefix::parse_list(lookup(var).as_deref().unwrap_or(""))
-                .map_err(|reason| ConfigError::Invalid { var, reason })
-        };
+        let env = Env(lookup);
+        let org_url = env.parsed(ORG_URL_VAR, OrgUrl::parse)?;
+        let secret_id = env.required(SECRET_ID_VAR)?;
+        let timeout_ms = env.number(TIMEOUT_VAR, DEFAULT_TIMEOUT_MS, TIMEOUT_RANGE_MS)?;
+        let verify_factor = env.flag(VERIFY_FACTOR_VAR, true)?;
+        let prefixes = |var| env.parsed_or(var, Vec::new(), PhonePrefix::parse_list);
         let destination_policy = DestinationPolicy::new(
             prefixes(ALLOWED_PREFIXES_VAR)?,
             prefixes(DENIED_PREFIXES_VAR)?,
         );
-        let caller_claim = match lookup(CALLER_CLAIM_VAR).map(|v| v.trim().to_owned()) {
-            None => None,
-            Some(claim) if claim.is_empty() => None,
-            Some(claim) if is_claim_name(&claim) => Some(claim),
-            Some(_) => {
-                return Err(ConfigError::Invalid {
-                    var: CALLER_CLAIM_VAR,
-                    reason: "expected a claim name: 1 to 64 letters, digits, `_`, `-`, `.` or `:`"
-                        .into(),
-                });
-            }
-        };
-        let guard = guard_settings(&lookup)?;
-        let metrics_namespace = match lookup(METRICS_NAMESPACE_VAR).map(|v| v.trim().to_owned()) {
-            None => "okta-resend".to_owned(),
-            Some(ns) if is_namespace(&ns) => ns,
-            Some(_) => {
-                return Err(ConfigError::Invalid {
-                    var: METRICS_NAMESPACE_VAR,
-                    reason: "expected 1 to 255 letters, digits or . - _ / # :".into(),
-                });
-            }
-        };
+        let caller_claim = env.checked(
+            CALLER_CLAIM_VAR,
+            is_claim_name,
+            "expected a claim name: 1 to 64 letters, digits, `_`, `-`, `.` or `:`",
+        )?;
+        let guard = guard_settings(&env)?;
+        let metrics_namespace = env
+            .checked(
+                METRICS_NAMESPACE_VAR,
+                is_namespace,
+                "expected 1 to 255 letters, digits or . - _ / # :",
+            )?
+            .unwrap_or_else(|| "okta-resend".to_owned());
         Ok(Self {
             org_url,
             secret_id,
@@ -204,38 +162,108 @@ impl Config {
     }
 }
 
+/// The one reader of every setting: a value is trimmed, and an empty one is unset.
+struct Env<L>(L);
+
+impl<L: Fn(&str) -> Option<String>> Env<L> {
+    /// The trimmed value; `None` when unset or empty.
+    fn text(&self, var: &str) -> Option<String> {
+        (self.0)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.text(var).ok_or(ConfigError::Missing(var))
+    }
+
+    /// A required value, parsed.
+    fn parsed<T>(
+        &self,
+        var: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        parse(&self.required(var)?).map_err(|reason| ConfigError::Invalid { var, reason })
+    }
+
+    /// An optional value, parsed; `default` when unset.
+    fn parsed_or<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.text(var) {
+            None => Ok(default),
+            Some(raw) => parse(&raw).map_err(|reason| ConfigError::Invalid { var, reason }),
+        }
+    }
+
+    /// An optional value that `valid` accepts.
+    fn checked(
+        &self,
+        var: &'static str,
+        valid: impl Fn(&str) -> bool,
+        expected: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        self.parsed_or(var, None, |raw| {
+            if valid(raw) {
+                Ok(Some(raw.to_owned()))
+            } else {
+                Err(expected.to_owned())
+            }
+        })
+    }
+
+    /// `true` or `false`; `default` when unset.
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        self.parsed_or(var, default, |raw| match raw {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("expected true or false".into()),
+        })
+    }
+
+    /// A whole number in `range`; `default` when unset.
+    fn number(
+        &self,
+        var: &'static str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        self.parsed_or(var, default, |raw| {
+            raw.parse::<u64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "expected a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    )
+                })
+        })
+    }
+}
+
 /// The guard's settings when `RESEND_GUARD_TABLE` names a table; every limit variable is
 /// checked whether or not it is.
-fn guard_settings(
-    lookup: &impl Fn(&str) -> Option<String>,
+fn guard_settings<L: Fn(&str) -> Option<String>>(
+    env: &Env<L>,
 ) -> Result<Option<GuardSettings>, ConfigError> {
-    let number = |var: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
-        match lookup(var).map(|v| v.trim().to_owned()) {
-            None => Ok(default),
-            Some(raw) if raw.is_empty() => Ok(default),
-            Some(raw) => raw
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n >= min && *n <= 10_000_000)
-                .ok_or_else(|| ConfigError::Invalid {
-                    var,
-                    reason: format!("expected a whole number from {min}"),
-                }),
-        }
-    };
     let default = Limits::DEFAULT;
+    let limit = |var, default| env.number(var, default, 1..=MAX_LIMIT);
     let limits = Limits {
-        cooldown_seconds: number(COOLDOWN_VAR, default.cooldown_seconds, 1)?,
-        email_cooldown_seconds: number(EMAIL_COOLDOWN_VAR, default.email_cooldown_seconds, 1)?,
-        cooldown_max_seconds: number(COOLDOWN_MAX_VAR, default.cooldown_max_seconds, 1)?,
-        user_daily_limit: number(USER_DAILY_LIMIT_VAR, default.user_daily_limit, 1)?,
-        destination_hourly_limit: number(
+        cooldown_seconds: limit(COOLDOWN_VAR, default.cooldown_seconds)?,
+        email_cooldown_seconds: limit(EMAIL_COOLDOWN_VAR, default.email_cooldown_seconds)?,
+        cooldown_max_seconds: limit(COOLDOWN_MAX_VAR, default.cooldown_max_seconds)?,
+        user_daily_limit: limit(USER_DAILY_LIMIT_VAR, default.user_daily_limit)?,
+        destination_hourly_limit: limit(
             DESTINATION_HOURLY_LIMIT_VAR,
             default.destination_hourly_limit,
-            1,
         )?,
-        prefix_hourly_limit: number(PREFIX_HOURLY_LIMIT_VAR, default.prefix_hourly_limit, 1)?,
-        hourly_budget: number(HOURLY_BUDGET_VAR, default.hourly_budget, 0)?,
+        prefix_hourly_limit: limit(PREFIX_HOURLY_LIMIT_VAR, default.prefix_hourly_limit)?,
+        hourly_budget: env.number(HOURLY_BUDGET_VAR, default.hourly_budget, 0..=MAX_LIMIT)?,
     };
     if limits.cooldown_max_seconds < limits.cooldown_seconds.max(limits.email_cooldown_seconds) {
         return Err(ConfigError::Invalid {
@@ -243,35 +271,18 @@ fn guard_settings(
             reason: format!("must be at least {COOLDOWN_VAR} and {EMAIL_COOLDOWN_VAR}"),
         });
     }
-    let fail_open = match lookup(GUARD_FAIL_OPEN_VAR).as_deref().map(str::trim) {
-        None | Some("") | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(ConfigError::Invalid {
-                var: GUARD_FAIL_OPEN_VAR,
-                reason: "expected true or false".into(),
-            });
-        }
-    };
-    let Some(table) = lookup(GUARD_TABLE_VAR)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    let fail_open = env.flag(GUARD_FAIL_OPEN_VAR, false)?;
+    let Some(table) = env.checked(
+        GUARD_TABLE_VAR,
+        is_table_name,
+        "expected a DynamoDB table name: 3 to 255 letters, digits, _ - .",
+    )?
     else {
         return Ok(None);
     };
-    if !is_table_name(&table) {
-        return Err(ConfigError::Invalid {
-            var: GUARD_TABLE_VAR,
-            reason: "expected a DynamoDB table name: 3 to 255 letters, digits, _ - .".into(),
-        });
-    }
-    let key_secret_id = lookup(GUARD_KEY_SECRET_VAR)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .ok_or(ConfigError::Missing(GUARD_KEY_SECRET_VAR))?;
     Ok(Some(GuardSettings {
         table,
-        key_secret_id,
+        key_secret_id: env.required(GUARD_KEY_SECRET_VAR)?,
         fail_open,
         limits,
     }))
@@ -503,7 +514,12 @@ mod tests {
             with("25000").unwrap().okta_timeout,
             Duration::from_millis(25_000)
         );
-        for bad in ["99", "25001", "", "5s", "-1", "1e3"] {
+        // Empty is unset, as for every variable.
+        assert_eq!(
+            with(" ").unwrap().okta_timeout,
+            Duration::from_millis(DEFAULT_TIMEOUT_MS)
+        );
+        for bad in ["99", "25001", "5s", "-1", "1e3"] {
             let err = with(bad).unwrap_err();
             assert!(
                 err.to_string().starts_with("OKTA_TIMEOUT_MS is invalid"),
