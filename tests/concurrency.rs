@@ -33,14 +33,7 @@ impl Drop for Instance {
 }
 
 fn event(factor: &str) -> String {
-    let mut event: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::repo_root().join("events/apigw-v2-sms.json")).unwrap(),
-    )
-    .unwrap();
-    event["body"] = json!({"userId": USER, "factorId": factor})
-        .to_string()
-        .into();
-    event.to_string()
+    common::raw_resend_event(&json!({"userId": USER, "factorId": factor})).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

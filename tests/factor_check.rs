@@ -325,11 +325,7 @@ async fn the_destination_policy_decides_on_the_number_that_would_be_sent() {
 
 /// A v2 event whose JWT authorizer verified `claims`.
 fn with_claims(body: &Value, claims: Option<Value>) -> lambda_http::Request {
-    let mut event: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::repo_root().join("events/apigw-v2-sms.json")).unwrap(),
-    )
-    .unwrap();
-    event["body"] = body.to_string().into();
+    let mut event = common::raw_resend_event(body);
     if let Some(claims) = claims {
         event["requestContext"]["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
     }

@@ -15,7 +15,7 @@
 //! Properties, for every case: `handle_event` returns `Ok` and nothing panics; the answer
 //! is a 200 or an RFC 9457 problem (`application/problem+json`, `type`
 //! `urn:okta-resend:problem:<code>`, `title`, `status` equal to `statusCode`, `code`,
-//! `requestId`); the answer is the one an independent model of the README's rules
+//! `requestId`); the answer is the one an independent model of the rules in openapi.yaml
 //! predicts (404 for other paths, 405, 413, 415, 400 with the field's code, and for a
 //! valid request the call to Okta, which here fails: 502 `upstream_error`); and Okta is
 //! never called for an input that fails validation. "Okta" is a counting stub, a TCP
@@ -40,7 +40,7 @@ use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use lambda_http::Context;
+use common::REQUEST_ID;
 use lambda_http::lambda_runtime::LambdaEvent;
 use okta_resend::config::VERIFY_FACTOR_VAR;
 use okta_resend::http::App;
@@ -54,7 +54,6 @@ use serde_json::Value;
 const DEFAULT_CASES: u32 = 100_000;
 /// "oktaresn": the seed of every `make test` run.
 const DEFAULT_SEED: u64 = 0x6f6b_7461_7265_736e;
-const REQUEST_ID: &str = "fuzz-lambda-request";
 const FACTOR: &str = "sms2gt8gzgEBPUWBIFHN";
 
 /// The problem codes of a request that failed validation (or routing): none may call Okta.
@@ -194,9 +193,7 @@ impl Harness {
         };
         let expected = expect(&case.event, case.verify_factor);
         let before = okta.count();
-        let mut context = Context::default();
-        context.request_id = REQUEST_ID.to_owned();
-        let event = LambdaEvent::new(case.event, context);
+        let event = LambdaEvent::new(case.event, common::lambda_context());
         let answer = runtime
             .block_on(okta_resend::http::runtime::handle_event(app, event))
             .map_err(|e| TestCaseError::fail(format!("handle_event returned Err: {e}")))?;
@@ -414,7 +411,7 @@ fn seed_bytes(seed: u64) -> [u8; 32] {
 }
 
 // ---------------------------------------------------------------------------------------
-// The model: the answer the README's rules give an event, read from the event's JSON.
+// The model: the answer openapi.yaml's rules give an event, read from the event's JSON.
 // ---------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -534,7 +531,7 @@ fn is_json_media_type(value: &str) -> bool {
             .eq_ignore_ascii_case("application/json")
 }
 
-/// The README's field rules, in its order; `Err` is the first refusal.
+/// openapi.yaml's field rules, in its order of checks; `Err` is the first refusal.
 fn expect_fields(fields: &[(String, Value)], verify_factor: bool) -> Result<Expect, Expect> {
     let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let optional = |name: &str| match get(name) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Moto, TOKEN, USER, app_with, json_body, okta_error, pending_factor, resend_event};
-use lambda_http::{Context, RequestExt};
+use lambda_http::RequestExt;
 use okta_resend::config::{TIMEOUT_VAR, VERIFY_FACTOR_VAR};
 use serde_json::json;
 use wiremock::matchers::{header, method};
@@ -147,8 +147,7 @@ async fn the_invocation_deadline_bounds_every_call_when_it_comes_first() {
         .await;
     // OKTA_TIMEOUT_MS allows 20 s; the invocation has 1.5 s left.
     let app = app_with(&okta.uri(), &[(TIMEOUT_VAR, "20000")]);
-    let mut context = Context::default();
-    context.request_id = "lambda-req-0001".into();
+    let mut context = common::lambda_context();
     context.deadline = u64::try_from(
         (std::time::SystemTime::now() + Duration::from_millis(1500))
             .duration_since(std::time::UNIX_EPOCH)
@@ -187,7 +186,7 @@ async fn a_deadline_that_is_not_a_time_bounds_nothing() {
         .mount(&okta)
         .await;
     let app = app_with(&okta.uri(), &[(TIMEOUT_VAR, "5000")]);
-    let mut context = Context::default();
+    let mut context = common::lambda_context();
     context.deadline = 600_000;
     let response = app
         .handle(resend_event(&sms()).with_lambda_context(context))

@@ -122,14 +122,7 @@ async fn a_secrets_manager_that_never_answers_fails_init_within_the_bound() {
             open.push(stream);
         }
     });
-    let sdk = okta_resend::init::aws_sdk_config_loader()
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            "a", "b", None, None, "t",
-        ))
-        .load()
-        .await;
+    let sdk = common::sdk_config_at(&format!("http://127.0.0.1:{port}")).await;
     let started = std::time::Instant::now();
     let err = okta_resend::init::init_with_sdk_config(
         &common::config("https://example.okta.com", "okta/x", &[]),

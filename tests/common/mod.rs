@@ -95,12 +95,7 @@ impl Moto {
 
     /// An SDK config aimed at this moto, with dummy credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        okta_resend::init::aws_sdk_config_loader()
-            .endpoint_url(&self.endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-            .load()
-            .await
+        sdk_config_at(&self.endpoint).await
     }
 
     /// Creates a secret with a name unique to this test and returns the name.
@@ -221,12 +216,7 @@ pub async fn app_with_guard(
     let settings = config(org_url, "unused", &all)
         .guard
         .expect("guard settings");
-    let sdk = okta_resend::init::aws_sdk_config_loader()
-        .endpoint_url(dynamodb)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
+    let sdk = sdk_config_at(dynamodb).await;
     let key = okta_resend::guard::GuardKey::from_secret(&secrecy::SecretString::from(
         "test-guard-key-0123456789abcdef0123456789",
     ))
@@ -354,30 +344,52 @@ pub fn okta_error(status: u16, code: &str) -> ResponseTemplate {
         }))
 }
 
+/// An AWS SDK config as the function builds it, aimed at `endpoint` (moto, or a port
+/// that never answers), in us-east-1 with dummy credentials.
+pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
+    okta_resend::init::aws_sdk_config_loader()
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await
+}
+
+/// The Lambda request id every test invocation carries.
+pub const REQUEST_ID: &str = "lambda-req-0001";
+
+/// A Lambda context as the runtime hands it over, with [`REQUEST_ID`] and no deadline.
+pub fn lambda_context() -> Context {
+    let mut context = Context::default();
+    context.request_id = REQUEST_ID.to_owned();
+    context
+}
+
+/// A sample event from `events/`, as raw JSON: the one reader of event files.
+pub fn raw_event(name: &str) -> serde_json::Value {
+    let path = repo_root().join("events").join(name);
+    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A sample event from `events/`, as the runtime would hand it over, with a Lambda
 /// request id.
 pub fn event(name: &str) -> Request {
-    let path = repo_root().join("events").join(name);
-    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    parse_event(&json)
+    parse_event(&raw_event(name).to_string())
 }
 
 pub fn parse_event(json: &str) -> Request {
-    let mut context = Context::default();
-    context.request_id = "lambda-req-0001".to_owned();
     lambda_http::request::from_str(json)
         .expect("valid API Gateway event")
-        .with_lambda_context(context)
+        .with_lambda_context(lambda_context())
 }
 
 /// A raw event (API Gateway JSON) through the Lambda-facing entry point, as the runtime
 /// hands it over: `(status, body)` of the API Gateway answer, the body parsed as JSON.
 pub async fn invoke_raw(app: &App, event: serde_json::Value) -> (u16, serde_json::Value) {
-    let mut context = Context::default();
-    context.request_id = "lambda-req-0001".to_owned();
     let answer = okta_resend::http::runtime::handle_event(
         app,
-        lambda_http::lambda_runtime::LambdaEvent::new(event, context),
+        lambda_http::lambda_runtime::LambdaEvent::new(event, lambda_context()),
     )
     .await
     .expect("an API Gateway event is answered");
@@ -388,21 +400,16 @@ pub async fn invoke_raw(app: &App, event: serde_json::Value) -> (u16, serde_json
     (status, body)
 }
 
-/// A sample event from `events/`, as raw JSON.
-pub fn raw_event(name: &str) -> serde_json::Value {
-    let path = repo_root().join("events").join(name);
-    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&json).unwrap()
+/// The sample v2 event for `POST /factors/resend` with the given body, as raw JSON.
+pub fn raw_resend_event(body: &serde_json::Value) -> serde_json::Value {
+    let mut event = raw_event("apigw-v2-sms.json");
+    event["body"] = serde_json::Value::String(body.to_string());
+    event
 }
 
 /// A v2 event for `POST /factors/resend` with the given body.
 pub fn resend_event(body: &serde_json::Value) -> Request {
-    let mut event: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("events/apigw-v2-sms.json")).unwrap(),
-    )
-    .unwrap();
-    event["body"] = serde_json::Value::String(body.to_string());
-    parse_event(&event.to_string())
+    parse_event(&raw_resend_event(body).to_string())
 }
 
 pub fn json_body(response: &Response<Body>) -> serde_json::Value {
