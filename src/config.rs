@@ -321,6 +321,13 @@ mod tests {
 
     const SECRET: (&str, &str) = (SECRET_ID_VAR, "okta/resend");
 
+    /// The two required variables, and `pairs`.
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut all = vec![(ORG_URL_VAR, "https://example.okta.com"), SECRET];
+        all.extend_from_slice(pairs);
+        config(&all)
+    }
+
     #[test]
     fn minimal_config_uses_defaults() {
         let c = config(&[(ORG_URL_VAR, "https://example.okta.com/"), SECRET]).unwrap();
@@ -336,11 +343,6 @@ mod tests {
 
     #[test]
     fn guard_settings() {
-        let with = |pairs: &[(&str, &str)]| {
-            let mut all = vec![(ORG_URL_VAR, "https://example.okta.com"), SECRET];
-            all.extend_from_slice(pairs);
-            config(&all)
-        };
         let table = (GUARD_TABLE_VAR, "okta-resend-guard");
         let key = (GUARD_KEY_SECRET_VAR, "okta-resend/guard-key");
         let guard = with(&[table, key]).unwrap().guard.unwrap();
@@ -398,11 +400,6 @@ mod tests {
 
     #[test]
     fn abuse_settings() {
-        let with = |pairs: &[(&str, &str)]| {
-            let mut all = vec![(ORG_URL_VAR, "https://example.okta.com"), SECRET];
-            all.extend_from_slice(pairs);
-            config(&all)
-        };
         assert!(!with(&[(VERIFY_FACTOR_VAR, "false")]).unwrap().verify_factor);
         assert!(with(&[(VERIFY_FACTOR_VAR, "true")]).unwrap().verify_factor);
         let c = with(&[

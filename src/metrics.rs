@@ -232,8 +232,7 @@ mod tests {
             None,
             1_700_000_000_123,
         );
-        assert!(!line.contains('\n'));
-        let parsed: Value = serde_json::from_str(&line).expect("JSON");
+        let parsed = one_json_line(&line);
         assert_eq!(
             parsed,
             json!({
@@ -251,11 +250,16 @@ mod tests {
         );
     }
 
+    /// The record is one line of JSON.
+    fn one_json_line(line: &str) -> Value {
+        assert!(!line.contains('\n'));
+        serde_json::from_str(line).expect("JSON")
+    }
+
     #[test]
     fn record_with_country() {
         let line = emf_record("okta-resend/test", "sent", Some("44"), 42);
-        assert!(!line.contains('\n'));
-        let parsed: Value = serde_json::from_str(&line).expect("JSON");
+        let parsed = one_json_line(&line);
         assert_eq!(
             parsed,
             json!({

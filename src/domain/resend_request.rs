@@ -273,6 +273,14 @@ mod tests {
         ResendRequest::from_json(v.to_string().as_bytes(), DestinationRule::Required)
     }
 
+    /// The request of [`USER`]'s factor [`FACTOR`] with `more` fields, which must be valid.
+    fn valid(more: Value) -> ResendRequest {
+        let mut body = json!({"userId": USER, "factorId": FACTOR});
+        let fields = more.as_object().expect("an object").clone();
+        body.as_object_mut().unwrap().extend(fields);
+        parse(body).expect("a valid request")
+    }
+
     fn parse_optional(v: Value) -> Result<ResendRequest, ValidationError> {
         ResendRequest::from_json(v.to_string().as_bytes(), DestinationRule::Optional)
     }
@@ -283,11 +291,7 @@ mod tests {
 
     #[test]
     fn sms_request_normalises_the_phone_number() {
-        let req = parse(
-            json!({"userId": USER, "factorId": FACTOR, "factorType": "sms",
-            "phoneNumber": "+1 (555) 415-1337"}),
-        )
-        .unwrap();
+        let req = valid(json!({"factorType": "sms", "phoneNumber": "+1 (555) 415-1337"}));
         assert_eq!(req.user_id().as_str(), USER);
         assert_eq!(req.factor_id().as_str(), FACTOR);
         let Destination::Sms { phone } = req.destination().unwrap() else {
@@ -298,8 +302,7 @@ mod tests {
 
     #[test]
     fn factor_type_defaults_to_sms() {
-        let req = parse(json!({"userId": USER, "factorId": FACTOR, "phoneNumber": "+15554151337"}))
-            .unwrap();
+        let req = valid(json!({"phoneNumber": "+15554151337"}));
         assert_eq!(req.factor_type(), FactorType::Sms);
     }
 
@@ -371,21 +374,15 @@ mod tests {
 
     #[test]
     fn call_request_takes_an_optional_extension() {
-        let req = parse(
-            json!({"userId": USER, "factorId": FACTOR, "factorType": "call",
-            "phoneNumber": "+44.20.7946.0958", "phoneExtension": "1234"}),
-        )
-        .unwrap();
+        let req = valid(
+            json!({"factorType": "call", "phoneNumber": "+44.20.7946.0958", "phoneExtension": "1234"}),
+        );
         let Destination::Call { phone, extension } = req.destination().unwrap() else {
             panic!("not call")
         };
         assert_eq!(phone.expose(), "+442079460958");
         assert_eq!(extension.as_ref().unwrap().expose(), "1234");
-        let req = parse(
-            json!({"userId": USER, "factorId": FACTOR, "factorType": "call",
-            "phoneNumber": "+15554151337"}),
-        )
-        .unwrap();
+        let req = valid(json!({"factorType": "call", "phoneNumber": "+15554151337"}));
         assert!(matches!(
             req.destination().unwrap(),
             Destination::Call {
@@ -397,11 +394,7 @@ mod tests {
 
     #[test]
     fn email_request() {
-        let req = parse(
-            json!({"userId": USER, "factorId": FACTOR, "factorType": "email",
-            "email": "jane.doe@example.com"}),
-        )
-        .unwrap();
+        let req = valid(json!({"factorType": "email", "email": "jane.doe@example.com"}));
         let Destination::Email { email } = req.destination().unwrap() else {
             panic!("not email")
         };
@@ -616,11 +609,9 @@ mod tests {
 
     #[test]
     fn debug_output_masks_personal_data() {
-        let req = parse(
-            json!({"userId": USER, "factorId": FACTOR, "factorType": "call",
-            "phoneNumber": "+15554151337", "phoneExtension": "987654"}),
-        )
-        .unwrap();
+        let req = valid(
+            json!({"factorType": "call", "phoneNumber": "+15554151337", "phoneExtension": "987654"}),
+        );
         let shown = format!("{req:?}");
         assert!(!shown.contains("5554151337"), "{shown}");
         assert!(!shown.contains("987654"), "{shown}");

@@ -5,7 +5,7 @@
 use ring::hmac;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::rules::HOUR_MS;
+use super::rules::{HOUR_MS, Items};
 use crate::domain::{Destination, OktaId};
 
 /// The HMAC key must be at least this long.
@@ -76,16 +76,8 @@ impl GuardKey {
     }
 }
 
-/// The keys of one request's items.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ItemKeys {
-    pub factor: String,
-    pub user: String,
-    pub budget: String,
-    /// With their hour: the counters of a destination are per clock hour.
-    pub destination: Option<String>,
-    pub prefix: Option<String>,
-}
+/// The keys of one request's items. The counters' keys end with their clock hour.
+pub(crate) type ItemKeys = Items<String, String>;
 
 #[cfg(test)]
 mod tests {

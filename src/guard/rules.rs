@@ -55,16 +55,20 @@ impl Timeline {
     }
 }
 
-/// What the pre-check read.
+/// One thing for each of a request's items: the factor's and the user's timelines, the
+/// hourly budget, and the destination's and prefix's hourly counters (`None` while the
+/// destination is not known: the app named none, and the factor check has not run).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Snapshot {
-    pub factor: Timeline,
-    pub user: Timeline,
-    pub budget: u64,
-    /// Read only when the app named a destination.
-    pub destination: Option<u64>,
-    pub prefix: Option<u64>,
+pub(crate) struct Items<T, N> {
+    pub factor: T,
+    pub user: T,
+    pub budget: N,
+    pub destination: Option<N>,
+    pub prefix: Option<N>,
 }
+
+/// What the pre-check read.
+pub(crate) type Snapshot = Items<Timeline, u64>;
 
 /// One clock-hour counter (destination, prefix or budget) a commit increments.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -116,10 +116,8 @@ impl Store {
         counter_expires: u64,
         deadline: Instant,
     ) -> Result<Transaction, GuardError> {
-        let mut items: Vec<TransactWriteItem> =
-            timelines.iter().map(|t| self.put_timeline(t)).collect();
-        for counter in counters {
-            items.push(self.update_counter(
+        let items = self.items(&timelines, counters, |counter| {
+            self.update_counter(
                 &counter.key,
                 "ADD n :one SET expires_at = :exp",
                 "attribute_not_exists(n) OR n < :limit",
@@ -128,8 +126,8 @@ impl Store {
                     (":limit", num(counter.limit)),
                     (":exp", num(counter_expires)),
                 ],
-            ));
-        }
+            )
+        });
         self.transact_write(items, deadline)
             .await
             .ok_or_else(|| GuardError::Unavailable("the commit timed out".into()))?
@@ -143,20 +141,30 @@ impl Store {
         counters: &[Counter],
         deadline: Instant,
     ) -> bool {
-        let mut items: Vec<TransactWriteItem> =
-            timelines.iter().map(|t| self.put_timeline(t)).collect();
-        for counter in counters {
-            items.push(self.update_counter(
+        let items = self.items(&timelines, counters, |counter| {
+            self.update_counter(
                 &counter.key,
                 "ADD n :minus",
                 "n > :zero",
                 [(":minus", num(-1)), (":zero", num(0))],
-            ));
-        }
+            )
+        });
         matches!(
             self.transact_write(items, deadline).await,
             Some(Ok(Transaction::Done))
         )
+    }
+
+    /// A transaction's items: the timelines' puts, then each counter's update, in the
+    /// order a cancellation's reasons come back in.
+    fn items(
+        &self,
+        timelines: &[TimelineWrite<'_>],
+        counters: &[Counter],
+        update: impl Fn(&Counter) -> TransactWriteItem,
+    ) -> Vec<TransactWriteItem> {
+        let puts = timelines.iter().map(|t| self.put_timeline(t));
+        puts.chain(counters.iter().map(update)).collect()
     }
 
     /// One `TransactWriteItems` of `items`, by the call's deadline; `None` when it is past.

@@ -371,6 +371,7 @@ mod tests {
 
     #[test]
     fn every_error_of_ours_has_its_status_code_and_field() {
+        use FactorCheckError as F;
         use ValidationError as V;
         let cases: Vec<(ApiError, u16, &str, Option<&str>)> = vec![
             (ApiError::NotFound, 404, "not_found", None),
@@ -415,26 +416,16 @@ mod tests {
             ),
             (V::InvalidEmail.into(), 400, "invalid_email", Some("email")),
             (ApiError::CallerMismatch, 403, "caller_mismatch", None),
+            (F::NotPending.into(), 409, "factor_not_pending", None),
+            (F::TypeMismatch.into(), 409, "factor_type_mismatch", None),
             (
-                FactorCheckError::NotPending.into(),
-                409,
-                "factor_not_pending",
-                None,
-            ),
-            (
-                FactorCheckError::TypeMismatch.into(),
-                409,
-                "factor_type_mismatch",
-                None,
-            ),
-            (
-                FactorCheckError::DestinationMismatch.into(),
+                F::DestinationMismatch.into(),
                 409,
                 "destination_mismatch",
                 None,
             ),
             (
-                FactorCheckError::DestinationUnreadable.into(),
+                F::DestinationUnreadable.into(),
                 409,
                 "destination_mismatch",
                 None,

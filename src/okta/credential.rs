@@ -1,9 +1,11 @@
-//! The Okta credential: where it comes from (Secrets Manager) and the one small type that
-//! holds it ([`TokenSource`]).
+//! The Okta credential: where it comes from (Secrets Manager), the small type that holds
+//! it ([`TokenSource`]) and the one that refreshes it ([`Credential`]).
 //!
-//! The secret is read once per cold start, during init. Its value lives only inside a
-//! `SecretString`, which cannot be printed, and leaves it only as a header value marked
-//! sensitive. Errors name the secret id, never its content.
+//! The secret is read during init, and read again when Okta refuses the token with a 401
+//! (at most once per [`REFRESH_INTERVAL`] per instance), so a rotated token is picked up
+//! without a cold start. Its value lives only inside a `SecretString`, which cannot be
+//! printed, and leaves it only as a header value marked sensitive. Errors name the secret
+//! id, never its content.
 
 use std::time::Duration;
 
@@ -31,8 +33,8 @@ pub enum CredentialError {
     },
 }
 
-/// The Okta credential that authorizes our calls. Today an API token (`SSWS`); it is the
-/// one place that will learn to refresh itself (rotation, OAuth 2.0 access tokens).
+/// The value that authorizes our calls: an Okta API token (`SSWS`). [`Credential`] holds
+/// the current one and replaces it after a rotation.
 pub struct TokenSource {
     api_token: SecretString,
 }
