@@ -1,14 +1,16 @@
 //! The typed values okta-resend works with: Okta ids, phone numbers, extensions, email
-//! addresses, factor types and destinations, one file each. Each is parsed once, at the
-//! edge (the app's request, Okta's answer), and cannot hold a malformed value. Those that
-//! carry personal data mask it in `Debug` and `Display`; only `expose` gives the whole
-//! value, for the body sent to Okta.
+//! addresses, factor types, destinations, the org's URL and the validated request, one
+//! file each. Each is parsed once, at the edge (the app's request, Okta's answer, the
+//! environment), and cannot hold a malformed value. Those that carry personal data mask
+//! it in `Debug` and `Display`; only `expose` gives the whole value, for the body sent to
+//! Okta.
 
 mod destination;
 mod e164;
 mod email;
 mod factor_type;
 mod okta_id;
+mod org_url;
 mod phone_extension;
 mod resend_request;
 
@@ -17,6 +19,7 @@ pub use e164::E164;
 pub use email::Email;
 pub use factor_type::FactorType;
 pub use okta_id::OktaId;
+pub use org_url::OrgUrl;
 pub use phone_extension::PhoneExtension;
 pub use resend_request::{DestinationRule, ResendRequest, ValidationError};
 

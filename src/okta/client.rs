@@ -18,8 +18,7 @@ use serde_json::json;
 
 use super::credential::{Credential, Refresh};
 use super::factor::{EnrolledFactor, Resend};
-use crate::config::OrgUrl;
-use crate::domain::{Destination, FactorType, OktaId};
+use crate::domain::{Destination, FactorType, OktaId, OrgUrl};
 
 /// Okta's answer is never read past this many bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
