@@ -1,5 +1,5 @@
 # okta-resend: every developer and CI entry point.
-#   make dev    run the function locally, end to end (see README)
+#   make dev    run the function locally, end to end (see README.md)
 #   make test   formatting, clippy, every test
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c

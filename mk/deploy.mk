@@ -97,7 +97,7 @@ build-arm64: tools $(SAM_VENV)/.installed
 	  echo "build-arm64: the Rust target aarch64-unknown-linux-gnu is not installed (rustup target list --installed)." >&2; \
 	  echo "  Install it (downloads the target's standard library): rustup target add aarch64-unknown-linux-gnu" >&2; \
 	  echo "  Or build and deploy for x86_64: sam build --parameter-overrides Architecture=x86_64, then" >&2; \
-	  echo "  sam deploy --parameter-overrides Architecture=x86_64 ... (see README.md, Deploy)." >&2; \
+	  echo "  sam deploy --parameter-overrides Architecture=x86_64 ... (see docs/deploy.md)." >&2; \
 	  exit 1; \
 	fi
 	PATH="$(BIN):$$PATH" $(SAM) build --build-in-source --parameter-overrides Architecture=arm64
