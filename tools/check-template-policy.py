@@ -2,15 +2,14 @@
 
     python tools/check-template-policy.py TEMPLATE [TEMPLATE ...]
 
-cfn-lint and `sam validate --lint` check that a template is valid; this checks that it
-is the template issue 4 asks for, after the SAM transform (so a role or route SAM adds
-on its own would be caught):
+cfn-lint and `sam validate --lint` check that a template is valid; this checks what it
+deploys, after the SAM transform (so a role or route SAM adds on its own would be caught):
   * the API has exactly one route, `POST /factors/resend` (no ANY, no {proxy+});
   * no IAM statement has a `*` resource or action, and no role gets a managed policy;
   * the function: provided.al2023, bootstrap, 128 MB, a timeout above the 25 s ceiling
     of OKTA_TIMEOUT_MS, JSON logs into its own log group, built with rust-cargolambda
     for the okta-resend binary only;
-  * the shared guard (issue 9), as the template deploys with its parameter defaults
+  * the shared guard (the Guard parameter), as the template deploys with its defaults
     (each Fn::If resolved, resources whose Condition is false dropped): with Guard=true,
     one on-demand table keyed on pk (S) with a TTL on expires_at, one generated key
     secret, the function's role allowed exactly dynamodb:GetItem, PutItem and UpdateItem
@@ -19,7 +18,7 @@ on its own would be caught):
     them; with Guard=false, no table, no secret, no dynamodb action anywhere, and both
     variables empty. Both states need a copy of the template with those defaults
     (tools/template-with-defaults.py; make check-template lints three);
-  * operations (issue 10), with the same defaults: an alarm on the function's Lambda
+  * alarms and log retention, with the same defaults: an alarm on the function's Lambda
     `Errors` and one on its `Throttles` (AWS/Lambda, FunctionName, Sum >= 1 over 5
     minutes, missing data not breaching) always, and one on the HTTP API's `5xx`
     (AWS/ApiGateway, ApiId and Stage) exactly when Api5xxAlarm is true; every alarm

@@ -39,7 +39,6 @@ pub fn router(sandbox: Shared) -> Router {
             get(|| async { Json(json!({"status": "ok"})) }),
         )
         .route("/sandbox/factors/{fid}", get(inspect).put(enroll))
-        .route("/sandbox/reset", post(reset))
         .merge(api)
         .with_state(sandbox)
 }
@@ -433,9 +432,4 @@ fn parse_enroll(body: &[u8]) -> Result<(Option<Value>, Option<Status>), String> 
 /// The control routes' errors: plain `{"error": …}`, not Okta's body.
 fn control_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
-}
-
-async fn reset(State(sandbox): State<Shared>) -> StatusCode {
-    sandbox.reset();
-    StatusCode::NO_CONTENT
 }

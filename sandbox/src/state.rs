@@ -303,12 +303,6 @@ impl Sandbox {
         let f = factors.get(&(user_id.to_owned(), factor_id.to_owned()))?;
         Some(f.snapshot(user_id, factor_id))
     }
-
-    /// Forgets every factor and the rate-limit window.
-    pub fn reset(&self) {
-        lock(&self.factors).clear();
-        *lock(&self.window) = (0, 0);
-    }
 }
 
 pub fn epoch_secs(t: SystemTime) -> u64 {
