@@ -90,6 +90,21 @@ def preferred_port(port: int) -> int:
     return port
 
 
+def without_max_concurrency(env: dict) -> dict:
+    """`env` for `cargo lambda watch`, plus a cargo runner that starts the function without
+    AWS_LAMBDA_MAX_CONCURRENCY. cargo lambda watch (1.9) sets that variable for the function
+    (its --concurrency, default 1), and lambda_runtime prints a WARN at every start whenever it
+    is set (to any value) without its concurrency-tokio feature. Lambda as deployed does not
+    set it (only Lambda Managed Instances do): without it the local function starts in the
+    deployed environment, with no warning. cargo lambda's --env-var cannot unset a variable,
+    but it starts the function with `cargo run`, which goes through the runner (`env -u`).
+    A CARGO_TARGET_<host>_RUNNER already in the environment is kept."""
+    rustc = subprocess.run(["rustc", "-vV"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    host = next(line.split(":", 1)[1].strip() for line in rustc.splitlines() if line.startswith("host:"))
+    runner = "CARGO_TARGET_" + host.upper().replace("-", "_").replace(".", "_") + "_RUNNER"
+    return {runner: "env -u AWS_LAMBDA_MAX_CONCURRENCY", **env}
+
+
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 10):
     """(status, body bytes); any HTTP status is an answer, no exception."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
@@ -252,21 +267,26 @@ class Stack:
             argv.append("--ignore-changes")
         for key, value in env_vars.items():
             argv += ["--env-var", f"{key}={value}"]
-        env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+        env = without_max_concurrency(dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"))
         log = f".dev/logs/{name}.log"
         proc = self.spawn(name, argv, env=env, cwd=ROOT, **({} if self.quiet_function else {"stdout": None, "stderr": None}))
-        # The first request starts the function: a 405 proves the whole chain (runtime,
-        # init, the secret read from moto) is up.
+        # Ready when cargo lambda watch answers on its port. It starts the function on the
+        # first invocation (a cold start, as on Lambda), so the probe must not be one: a CORS
+        # preflight is answered by cargo lambda itself and never reaches the function, which
+        # therefore logs only the requests the user (or the demo) sends. The build above
+        # leaves `cargo run` nothing to compile, so that first request starts at once.
         self.wait_until(
-            "okta-resend under cargo lambda watch",
-            lambda: http("GET", f"{function_url}/factors/resend", timeout=120)[0] == 405,
-            300,
+            "cargo lambda watch",
+            lambda: http("OPTIONS", f"{function_url}/factors/resend", headers={
+                "Origin": "http://127.0.0.1", "Access-Control-Request-Method": "POST"})[0] == 200,
+            60,
             proc,
             log,
         )
         if name == "function":
             self.port, self.function_url = port, function_url
-        say(f"okta-resend ({name}) on {function_url} (cargo lambda watch, Runtime API on port {port})")
+        say(f"okta-resend ({name}) on {function_url} (cargo lambda watch, Runtime API on port {port}; "
+            "the function starts on the first request)")
         return port
 
     def up(self) -> None:
