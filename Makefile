@@ -37,12 +37,16 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## Every test: the template and OpenAPI checks, unit and integration tests (moto started
-## once for the run by scripts/moto.py and always stopped: MOTO_ENDPOINT, plus a moto that
-## serves one request at a time, MOTO_SERIAL_ENDPOINT), then the end-to-end run through
-## the real Lambda runtime with its conformance check against openapi.yaml (make demo).
+## Every test: the template and OpenAPI checks, the DynamoDB front's own check of
+## DynamoDB's conflict rules, unit and integration tests (moto started once for the run by
+## scripts/moto.py and always stopped: MOTO_ENDPOINT; a moto that serves one request at a
+## time, MOTO_SERIAL_ENDPOINT; and one behind the DynamoDB front that answers overlapping
+## requests as DynamoDB does, MOTO_FRONT_ENDPOINT, for the concurrency tests), then the
+## end-to-end run through the real Lambda runtime with its conformance check against
+## openapi.yaml (make demo).
 test: tools lint check-template check-openapi
-	$(BIN)/python scripts/moto.py run --serial-too -- cargo nextest run --workspace --no-fail-fast
+	$(BIN)/python scripts/test_dynamo_front.py
+	$(BIN)/python scripts/moto.py run --serial-too --front-too -- cargo nextest run --workspace --no-fail-fast
 	$(MAKE) --no-print-directory demo
 
 

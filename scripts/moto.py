@@ -2,25 +2,38 @@
 """The one way this repository starts moto (the real AWS wire protocol for Secrets
 Manager and DynamoDB), on 127.0.0.1, for as long as it is needed and never longer.
 
-    moto.py run [--serial] [--serial-too] [--port N] -- CMD ARGS...
+    moto.py run [--serial] [--front] [--serial-too] [--front-too] [--port N] -- CMD ARGS...
         runs CMD with MOTO_ENDPOINT=http://127.0.0.1:PORT in its environment (and, with
-        --serial-too, a second, one-request-at-a-time moto as MOTO_SERIAL_ENDPOINT);
-        exits with CMD's status (make test)
-    moto.py serve [--serial] [--port N]
+        --serial-too, a second, one-request-at-a-time moto as MOTO_SERIAL_ENDPOINT; with
+        --front-too, a third, one-request-at-a-time moto behind its own DynamoDB front as
+        MOTO_FRONT_ENDPOINT); exits with CMD's status (make test)
+    moto.py serve [--serial] [--front] [--port N]
         prints one line, {"event":"listening","endpoint":"http://127.0.0.1:PORT"}, once moto
         answers, then serves until its stdin closes or it is killed (the Rust tests'
         `Moto::start`, when MOTO_ENDPOINT is not set)
 
+`--front` puts scripts/dynamo_front.py in front of the moto started (serial or threaded):
+the endpoint exported or printed is then the front's, and everything, Secrets Manager
+included, goes through it. The front forwards every request to moto one at a time and
+answers DynamoDB's transaction conflicts by DynamoDB's rules (TransactionConflictException,
+TransactionCanceledException with `TransactionConflict` reasons), which moto never does;
+`GET /__front/stats` on it counts them. A write stays in flight for $DYNAMO_FRONT_HOLD_MS
+(default 20) after moto answered it. With a front, `--port` is the front's port (moto
+takes a free one).
+
 As a module (scripts/stack.py): `start(log=...)` returns a running `MotoServer` (its
 `endpoint` and `proc`, the head of its own process group), `running(...)` is the same
-as a context manager.
+as a context manager. `start(front=True, hold_ms=N)` adds the front: `endpoint` is then
+the front's, `moto_endpoint` moto's, and `front.proc` heads a second process group;
+`stop()` stops both.
 
 moto is the threaded `moto_server` (the one in .venv, or $MOTO_SERVER). `--serial` serves
 moto's app one request at a time instead (werkzeug, threaded=False), with the Python beside
 that `moto_server`: the threaded server can apply two conflicting DynamoDB transactions
-at once, real DynamoDB cannot (see TOOLCHAIN.md). Each moto logs to a file under
-.dev/logs/ and is stopped, with its process group, on exit, on failure and on
-SIGINT/SIGTERM/SIGHUP; on Linux it also dies with the process that started it.
+at once, real DynamoDB cannot (see TOOLCHAIN.md). Each moto, and each front, logs to a file
+under .dev/logs/ (a front beside its moto: moto-run.log, moto-run.front.log) and is
+stopped, with its process group, on exit, on failure and on SIGINT/SIGTERM/SIGHUP; on
+Linux it also dies with the process that started it.
 
 Standard library only: this file starts moto, it never imports it.
 """
@@ -41,6 +54,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FRONT = Path(__file__).resolve().parent / "dynamo_front.py"
 LOGS = ROOT / ".dev" / "logs"
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 20
@@ -109,8 +123,22 @@ def answers(endpoint: str) -> bool:
         return False
 
 
-class MotoServer:
-    """One running moto: `endpoint`, `proc` (its own process group's leader) and `log`."""
+def _stop(proc: subprocess.Popen) -> None:
+    """Stops `proc` and its process group: SIGTERM, then SIGKILL after 5 s. Idempotent."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class FrontServer:
+    """One running DynamoDB front (scripts/dynamo_front.py): `endpoint`, `proc` (its own
+    process group's leader) and `log`."""
 
     def __init__(self, endpoint: str, proc: subprocess.Popen, log: Path):
         self.endpoint = endpoint
@@ -118,26 +146,54 @@ class MotoServer:
         self.log = log
 
     def stop(self) -> None:
-        """Stops moto and its process group: SIGTERM, then SIGKILL after 5 s. Idempotent."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        _stop(self.proc)
+
+
+class MotoServer:
+    """One running moto: `endpoint`, `proc` (its own process group's leader) and `log`.
+    With a front, `endpoint` is the front's, `moto_endpoint` moto's own, and `front` the
+    `FrontServer` (None without one)."""
+
+    def __init__(self, endpoint: str, proc: subprocess.Popen, log: Path):
+        self.endpoint = endpoint
+        self.moto_endpoint = endpoint
+        self.proc = proc
+        self.log = log
+        self.front: FrontServer | None = None
+
+    def stop(self) -> None:
+        """Stops the front, then moto, each with its process group: SIGTERM, then SIGKILL
+        after 5 s. Idempotent."""
+        if self.front is not None:
+            self.front.stop()
+        _stop(self.proc)
 
 
 def start(*, serial: bool = False, port: int | None = None, log: Path | None = None,
-          append: bool = False) -> MotoServer:
+          append: bool = False, front: bool = False, hold_ms: float | None = None) -> MotoServer:
     """Starts moto and returns it once `GET /moto-api/` answers. `port` None picks a free
     one (and another if that one is taken by the time moto binds it). The log goes to `log`
     (default .dev/logs/moto.log), appended to with `append` (for several motos at once).
-    On any failure, Ctrl-C included, the process is stopped before the error propagates."""
+    With `front`, a DynamoDB front (scripts/dynamo_front.py) is started in front of moto,
+    on `port` if given (moto then takes a free one), logging to `<log>.front.log`, holding
+    each write `hold_ms` after moto answered it (None: $DYNAMO_FRONT_HOLD_MS, else 20); the
+    server's `endpoint` is the front's. On any failure, Ctrl-C included, every process
+    started is stopped before the error propagates."""
     log = log or LOGS / "moto.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    server = _start_moto(serial=serial, port=None if front else port, log=log, append=append)
+    if front:
+        try:
+            server.front = start_front(server.moto_endpoint, port=port, hold_ms=hold_ms,
+                                       log=log.with_name(f"{log.stem}.front.log"), append=append)
+        except BaseException:
+            server.stop()
+            raise
+        server.endpoint = server.front.endpoint
+    return server
+
+
+def _start_moto(*, serial: bool, port: int | None, log: Path, append: bool) -> MotoServer:
     attempts = 1 if port else 3
     for attempt in range(1, attempts + 1):
         chosen = port or free_port()
@@ -170,6 +226,59 @@ def start(*, serial: bool = False, port: int | None = None, log: Path | None = N
             server.stop()
             raise
     raise MotoError(f"moto found no free port in {attempts} attempts; see {_shown(log)}")
+
+
+def start_front(moto_endpoint: str, *, port: int | None = None, hold_ms: float | None = None,
+                log: Path | None = None, append: bool = False) -> FrontServer:
+    """Starts scripts/dynamo_front.py in front of `moto_endpoint` and returns it once it
+    has printed its `listening` line (its endpoint). `port` None lets it pick a free one.
+    Its log (stderr) goes to `log` (default .dev/logs/dynamo-front.log). On any failure,
+    Ctrl-C included, the process is stopped before the error propagates."""
+    log = log or LOGS / "dynamo-front.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, str(FRONT), "--moto", moto_endpoint, "--port", str(port or 0)]
+    if hold_ms is not None:
+        argv += ["--hold-ms", str(hold_ms)]
+    with open(log, "ab" if append else "wb") as out:
+        offset = out.tell()
+        out.write(f"--- moto.py: DynamoDB front before {moto_endpoint} (launcher pid {os.getpid()})\n".encode())
+        out.flush()
+        proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=out, start_new_session=True, preexec_fn=_die_with_parent)
+    front = FrontServer("", proc, log)
+    try:
+        line = _first_line(proc, READY_TIMEOUT_S)
+        if line is None:
+            if proc.poll() is not None:
+                raise MotoError(f"the DynamoDB front exited with {proc.returncode}; see {_shown(log)}:\n"
+                                f"{_read_from(log, offset)}")
+            raise MotoError(f"the DynamoDB front did not start within {READY_TIMEOUT_S} s; see {_shown(log)}")
+        try:
+            front.endpoint = json.loads(line)["endpoint"]
+        except (ValueError, KeyError, TypeError):
+            raise MotoError(f"the DynamoDB front printed {line!r}, not its endpoint; see {_shown(log)}") from None
+        return front
+    except BaseException:
+        front.stop()
+        raise
+    finally:
+        proc.stdout.close()  # it prints nothing after that line
+
+
+def _first_line(proc: subprocess.Popen, timeout_s: float) -> str | None:
+    """The first line `proc` prints on its stdout, or None at its end or after `timeout_s`."""
+    fd = proc.stdout.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout_s
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None
+        data += chunk
+    return data.split(b"\n", 1)[0].decode(errors="replace")
 
 
 @contextlib.contextmanager
@@ -213,7 +322,8 @@ def _terminal_sent_it() -> bool:
 def run(args) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        raise MotoError("run: no command given (moto.py run [--serial] [--serial-too] -- CMD ARGS...)")
+        raise MotoError("run: no command given "
+                        "(moto.py run [--serial] [--front] [--serial-too] [--front-too] -- CMD ARGS...)")
     child: subprocess.Popen | None = None
 
     def on_signal(signum, _frame):
@@ -227,11 +337,15 @@ def run(args) -> int:
     servers: list[MotoServer] = []
     try:
         env = dict(os.environ)
-        servers.append(start(serial=args.serial, port=args.port, log=LOGS / "moto-run.log"))
-        env["MOTO_ENDPOINT"] = servers[0].endpoint
+        servers.append(start(serial=args.serial, port=args.port, log=LOGS / "moto-run.log",
+                             front=args.front))
+        env["MOTO_ENDPOINT"] = servers[-1].endpoint
         if args.serial_too:
             servers.append(start(serial=True, log=LOGS / "moto-run-serial.log"))
-            env["MOTO_SERIAL_ENDPOINT"] = servers[1].endpoint
+            env["MOTO_SERIAL_ENDPOINT"] = servers[-1].endpoint
+        if args.front_too:
+            servers.append(start(serial=True, log=LOGS / "moto-run-fronted.log", front=True))
+            env["MOTO_FRONT_ENDPOINT"] = servers[-1].endpoint
         try:
             child = subprocess.Popen(command, env=env)
         except OSError as err:
@@ -252,7 +366,8 @@ def serve(args) -> int:
     _handle_signals(on_signal)
     # Appended to: a test run may have several of these at once.
     server = start(serial=args.serial, port=args.port,
-                   log=LOGS / f"moto-serve{'-serial' if args.serial else ''}.log", append=True)
+                   log=LOGS / f"moto-serve{'-serial' if args.serial else ''}.log", append=True,
+                   front=args.front)
     try:
         print(json.dumps({"event": "listening", "endpoint": server.endpoint}, separators=(",", ":")),
               flush=True)
@@ -261,6 +376,9 @@ def serve(args) -> int:
             if server.proc.poll() is not None:
                 raise MotoError(f"moto exited with {server.proc.returncode} while serving; "
                                 f"see {_shown(server.log)}")
+            if server.front is not None and server.front.proc.poll() is not None:
+                raise MotoError(f"the DynamoDB front exited with {server.front.proc.returncode} "
+                                f"while serving; see {_shown(server.front.log)}")
         return 0
     finally:
         _handle_signals(signal.SIG_IGN)
@@ -290,8 +408,12 @@ def main() -> int:
     for sub in (run_parser, serve_parser):
         sub.add_argument("--serial", action="store_true", help="serve one request at a time")
         sub.add_argument("--port", type=int, help="this port instead of a free one")
+        sub.add_argument("--front", action="store_true",
+                         help="a DynamoDB front (scripts/dynamo_front.py) before moto; its endpoint instead")
     run_parser.add_argument("--serial-too", action="store_true",
                             help="also a serial moto, exported as MOTO_SERIAL_ENDPOINT")
+    run_parser.add_argument("--front-too", action="store_true",
+                            help="also a serial moto behind a DynamoDB front, exported as MOTO_FRONT_ENDPOINT")
     run_parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     args = parser.parse_args()
     try:
