@@ -1,6 +1,6 @@
 //! The typed values okta-resend works with: Okta ids, phone numbers, extensions, email
-//! addresses, factor types, destinations, the org's URL and the validated request, one
-//! file each. Each is parsed once, at the edge (the app's request, Okta's answer, the
+//! addresses, factor types, destinations, the org's URL, the caller's address and the validated
+//! request, one file each. Each is parsed once, at the edge (the app's request, Okta's answer, the
 //! environment), and cannot hold a malformed value. Those that carry personal data mask
 //! it in `Debug` and `Display`; only `expose` gives the whole value, for the body sent to
 //! Okta.
@@ -13,6 +13,7 @@ mod okta_id;
 mod org_url;
 mod phone_extension;
 mod resend_request;
+mod source_address;
 
 pub use destination::Destination;
 pub use e164::E164;
@@ -22,6 +23,7 @@ pub use okta_id::OktaId;
 pub use org_url::OrgUrl;
 pub use phone_extension::PhoneExtension;
 pub use resend_request::{DestinationRule, ResendRequest, ValidationError};
+pub use source_address::SourceAddress;
 
 /// Invalid values, shared with the validator's tests, which send them through too.
 #[cfg(test)]

@@ -1,12 +1,13 @@
-//! The table's keys: factor and user items by Okta id; destination and prefix counters by
-//! an HMAC-SHA256 of the number or address under a key kept in Secrets Manager, so no
-//! phone number or email is ever stored; the budget by its clock hour.
+//! The table's keys: factor, user and mismatch items by Okta id; destination, prefix and
+//! source-address counters by an HMAC-SHA256 of the number, email or network address under
+//! a key kept in Secrets Manager, so none of them is ever stored; the budget by its clock
+//! hour.
 
 use ring::hmac;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::rules::{HOUR_MS, Items};
-use crate::domain::{Destination, OktaId};
+use super::rules::HOUR_MS;
+use crate::domain::{Destination, OktaId, SourceAddress};
 
 /// The HMAC key must be at least this long.
 pub const MIN_KEY_BYTES: usize = 32;
@@ -34,6 +35,7 @@ impl GuardKey {
         user_id: &OktaId,
         factor_id: &OktaId,
         destination: Option<&Destination>,
+        source: Option<&SourceAddress>,
         now: u64,
     ) -> ItemKeys {
         let hour = now / HOUR_MS;
@@ -69,7 +71,9 @@ impl GuardKey {
         ItemKeys {
             factor: format!("F#{user_id}#{factor_id}"),
             user: format!("U#{user_id}"),
+            mismatches: format!("M#{user_id}#{factor_id}"),
             budget: format!("B#{hour}"),
+            source: source.map(|s| format!("I#{}#{hour}", self.hash(&s.group()))),
             destination,
             prefix,
         }
@@ -77,7 +81,18 @@ impl GuardKey {
 }
 
 /// The keys of one request's items. The counters' keys end with their clock hour.
-pub(crate) type ItemKeys = Items<String, String>;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ItemKeys {
+    pub factor: String,
+    pub user: String,
+    pub mismatches: String,
+    pub budget: String,
+    /// When API Gateway gave the caller's address.
+    pub source: Option<String>,
+    /// When the destination is known.
+    pub destination: Option<String>,
+    pub prefix: Option<String>,
+}
 
 #[cfg(test)]
 mod tests {
@@ -89,7 +104,8 @@ mod tests {
     }
 
     /// Every key the guard writes, for every kind of destination, holds no phone number,
-    /// no email address and no part of either (a prefix, the local part, the domain).
+    /// no email address, no network address and no part of any (a prefix, the local part,
+    /// the domain).
     #[test]
     fn keys_hold_no_personal_data() {
         let user = OktaId::parse("00ub0oNGTSWTBKOLGLNR").unwrap();
@@ -116,14 +132,18 @@ mod tests {
             "example.com",
             "example",
             "@",
+            "203.0.113",
         ];
         let now = 1_795_989_600_000;
         for destination in &destinations {
-            let keys = key("k").item_keys(&user, &factor, Some(destination), now);
+            let source = SourceAddress::parse("203.0.113.7").unwrap();
+            let keys = key("k").item_keys(&user, &factor, Some(destination), Some(&source), now);
             let written = [
                 Some(&keys.factor),
                 Some(&keys.user),
+                Some(&keys.mismatches),
                 Some(&keys.budget),
+                keys.source.as_ref(),
                 keys.destination.as_ref(),
                 keys.prefix.as_ref(),
             ];

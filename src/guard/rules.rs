@@ -1,6 +1,6 @@
-//! The guard's rules, pure: no I/O, times in epoch milliseconds. What a timeline or a
-//! counter read from the table means for a request, what a recorded resend writes, how
-//! long the next resend must wait, and how a cancelled commit is read.
+//! The guard's rules, pure: no I/O, times in epoch milliseconds. What the items read from
+//! the table mean for a request, what a recorded resend writes, how long the next resend
+//! must wait, what giving an attempt back writes, and how a cancelled commit is read.
 
 use super::settings::Limits;
 use crate::domain::FactorType;
@@ -16,6 +16,8 @@ pub enum Limit {
     Destination,
     Prefix,
     Budget,
+    SourceAddress,
+    Mismatches,
 }
 
 /// A refusal: the limit, and the exact seconds until it frees (rounded up, at least 1).
@@ -34,12 +36,12 @@ pub(crate) fn hour_end(now: u64) -> u64 {
     (now / HOUR_MS + 1) * HOUR_MS
 }
 
-/// An item with a list of resend times (ms) and a version, as read.
+/// An item with a list of times (ms) and a version, as read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Timeline {
     /// Ascending.
     pub sends: Vec<u64>,
-    /// The factor's next allowed resend (ms); 0 for the user item.
+    /// The factor's next allowed resend (ms); 0 for the other timelines.
     pub next_at: u64,
     /// `None`: the item does not exist.
     pub version: Option<u64>,
@@ -55,38 +57,33 @@ impl Timeline {
     }
 }
 
-/// One thing for each of a request's items: the factor's and the user's timelines, the
-/// hourly budget, and the destination's and prefix's hourly counters (`None` while the
-/// destination is not known: the app named none, and the factor check has not run).
+/// What the pre-check read: only items keyed by what Okta holds or API Gateway saw (the
+/// ids, the caller's address), never by a destination the app named and Okta has not
+/// confirmed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Items<T, N> {
-    pub factor: T,
-    pub user: T,
-    pub budget: N,
-    pub destination: Option<N>,
-    pub prefix: Option<N>,
+pub(crate) struct Snapshot {
+    pub factor: Timeline,
+    pub user: Timeline,
+    /// The factor's recent destination mismatches: read when the request names one.
+    pub mismatches: Option<Timeline>,
+    /// This hour's budget: read when it counts this request.
+    pub budget: Option<u64>,
+    /// This hour's count for the caller's address: read when the cap is on and the address
+    /// known.
+    pub source: Option<u64>,
 }
 
-/// What the pre-check read.
-pub(crate) type Snapshot = Items<Timeline, u64>;
-
-/// One clock-hour counter (destination, prefix or budget) a commit increments.
+/// One clock-hour counter (destination, prefix, budget or source address) a commit
+/// increments, on its own, on the condition that it is below its limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Counter {
     pub key: String,
     pub limit: u64,
     pub which: Limit,
-    /// Its value before the commit, when the pre-check read it.
-    pub read: Option<u64>,
 }
 
 /// Every limit the snapshot is already over, with its wait; the longest answers.
-pub(crate) fn refusal(
-    limits: &Limits,
-    snapshot: &Snapshot,
-    factor_type: FactorType,
-    now: u64,
-) -> Option<Refusal> {
+pub(crate) fn refusal(limits: &Limits, snapshot: &Snapshot, now: u64) -> Option<Refusal> {
     let mut refusals = Vec::new();
     if snapshot.factor.next_at > now {
         refusals.push(Refusal {
@@ -94,20 +91,36 @@ pub(crate) fn refusal(
             retry_after_seconds: wait_seconds(now, snapshot.factor.next_at),
         });
     }
-    if let Some(wait) = user_wait(limits, &snapshot.user, now) {
-        refusals.push(Refusal {
-            limit: Limit::UserDaily,
-            retry_after_seconds: wait,
-        });
+    let windows = [
+        (
+            Some(&snapshot.user),
+            limits.user_daily_limit,
+            DAY_MS,
+            Limit::UserDaily,
+        ),
+        (
+            snapshot.mismatches.as_ref(),
+            limits.mismatch_limit,
+            HOUR_MS,
+            Limit::Mismatches,
+        ),
+    ];
+    for (timeline, limit, window, which) in windows {
+        if let Some(wait) = timeline.and_then(|t| window_wait(t, limit, window, now)) {
+            refusals.push(Refusal {
+                limit: which,
+                retry_after_seconds: wait,
+            });
+        }
     }
     let hour = wait_seconds(now, hour_end(now));
     let counters = [
+        (snapshot.budget, limits.hourly_budget, Limit::Budget),
         (
-            snapshot.destination,
-            limits.destination_hourly_limit,
-            Limit::Destination,
+            snapshot.source,
+            limits.ip_hourly_limit,
+            Limit::SourceAddress,
         ),
-        (snapshot.prefix, limits.prefix_hourly_limit, Limit::Prefix),
     ];
     for (count, limit, which) in counters {
         if count.is_some_and(|n| n >= limit) {
@@ -117,21 +130,15 @@ pub(crate) fn refusal(
             });
         }
     }
-    if limits.budget_applies(factor_type) && snapshot.budget >= limits.hourly_budget {
-        refusals.push(Refusal {
-            limit: Limit::Budget,
-            retry_after_seconds: hour,
-        });
-    }
     refusals.into_iter().max_by_key(|r| r.retry_after_seconds)
 }
 
-/// When the user's timeline is at its limit: seconds until its oldest counted resend
-/// leaves the 24-hour window.
-fn user_wait(limits: &Limits, user: &Timeline, now: u64) -> Option<u64> {
-    let recent = user.within(now, DAY_MS);
-    let limit = usize::try_from(limits.user_daily_limit).unwrap_or(usize::MAX);
-    (recent.len() >= limit).then(|| wait_seconds(now, recent[recent.len() - limit] + DAY_MS))
+/// When a sliding window holds `limit` times or more: seconds until the oldest that
+/// still decides leaves it.
+fn window_wait(timeline: &Timeline, limit: u64, window: u64, now: u64) -> Option<u64> {
+    let recent = timeline.within(now, window);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    (recent.len() >= limit).then(|| wait_seconds(now, recent[recent.len() - limit] + window))
 }
 
 /// The factor's and user's timelines once this resend is recorded.
@@ -164,7 +171,7 @@ pub(crate) fn recorded(
 
 /// What a recorded resend leaves for the app's countdown: the longest wait any limit now
 /// imposes on this factor's next resend. `counters_after` holds each counter's value
-/// after the commit, with its limit.
+/// after the commit, as the commit's own answer gave it, with its limit.
 pub(crate) fn wait_after_recording(
     limits: &Limits,
     factor: &Timeline,
@@ -173,7 +180,7 @@ pub(crate) fn wait_after_recording(
     now: u64,
 ) -> u64 {
     let mut wait = wait_seconds(now, factor.next_at);
-    if let Some(user_wait) = user_wait(limits, user, now) {
+    if let Some(user_wait) = window_wait(user, limits.user_daily_limit, DAY_MS, now) {
         wait = wait.max(user_wait);
     }
     if counters_after.iter().any(|(n, limit)| n >= limit) {
@@ -182,41 +189,52 @@ pub(crate) fn wait_after_recording(
     wait
 }
 
-/// How a commit ended.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Written<T> {
-    Recorded(T),
-    /// A counter's condition failed: its limit is reached.
-    Refused(Refusal),
-    /// The factor's item changed since the read: another resend was recorded.
-    FactorTaken,
-    /// A transaction conflict, or the user's item changed (another factor's resend).
-    Conflict,
+/// The factor's timeline once an attempt Okta did not send is given back: as it was
+/// before, except that Okta's own wait, when it answered with its throttle, is kept, so
+/// the next request inside it is refused before anything goes to Okta.
+pub(crate) fn factor_given_back(
+    before: &Timeline,
+    written: u64,
+    okta_wait_until: Option<u64>,
+) -> Timeline {
+    Timeline {
+        sends: before.sends.clone(),
+        next_at: before.next_at.max(okta_wait_until.unwrap_or(0)),
+        version: Some(written + 1),
+    }
 }
 
-/// Reads a cancelled commit's reasons (one per item, in order: factor, user, counters).
-pub(crate) fn decide_cancellation<T>(
-    reasons: &[Option<String>],
-    counters: &[Counter],
-    now: u64,
-) -> Written<T> {
-    let failed =
-        |i: usize| reasons.get(i).and_then(Option::as_deref) == Some("ConditionalCheckFailed");
-    if failed(0) {
-        return Written::FactorTaken;
+/// The user's timeline as it is now (`current`) without the one resend recorded at `at`.
+pub(crate) fn user_given_back(current: &Timeline, at: u64) -> Timeline {
+    let mut sends = current.sends.clone();
+    if let Some(i) = sends.iter().position(|t| *t == at) {
+        sends.remove(i);
     }
-    if let Some(counter) = counters
-        .iter()
-        .enumerate()
-        .find(|(i, _)| failed(i + 2))
-        .map(|(_, c)| c)
-    {
-        return Written::Refused(Refusal {
-            limit: counter.which,
-            retry_after_seconds: wait_seconds(now, hour_end(now)),
-        });
+    Timeline {
+        sends,
+        next_at: current.next_at,
+        version: Some(current.version.unwrap_or_default() + 1),
     }
-    Written::Conflict
+}
+
+/// Why the commit's transaction (the factor's and the user's timelines) was cancelled.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Recording {
+    /// The factor's item changed since the read: another resend of it was recorded.
+    FactorTaken,
+    /// Another transaction held one of the items, or another factor of the same user
+    /// changed the user's item: read again and retry.
+    Contended,
+}
+
+/// Reads a cancelled transaction's reasons (one per item, in order: factor, user).
+pub(crate) fn decide_cancellation(reasons: &[Option<String>]) -> Recording {
+    let reason = |i: usize| reasons.get(i).and_then(Option::as_deref);
+    if reason(0) == Some("ConditionalCheckFailed") {
+        Recording::FactorTaken
+    } else {
+        Recording::Contended
+    }
 }
 
 #[cfg(test)]
@@ -229,7 +247,7 @@ mod tests {
 
     const T0: u64 = 1_795_989_600_000; // a whole hour
 
-    /// Records resends at the given times (each allowed) and returns the factor timeline.
+    /// Records resends at the given times (each allowed) and returns the snapshot after.
     fn record_at(times: &[u64]) -> Snapshot {
         let l = limits();
         let mut snapshot = Snapshot::default();
@@ -260,7 +278,7 @@ mod tests {
     fn refusals_name_their_limit_and_exact_wait() {
         let l = limits();
         let s = record_at(&[T0]);
-        let r = refusal(&l, &s, FactorType::Sms, T0 + 10_500).unwrap();
+        let r = refusal(&l, &s, T0 + 10_500).unwrap();
         assert_eq!(
             r,
             Refusal {
@@ -269,11 +287,11 @@ mod tests {
             },
             "19.5 s rounds up"
         );
-        assert_eq!(refusal(&l, &s, FactorType::Sms, T0 + 30_000), None);
+        assert_eq!(refusal(&l, &s, T0 + 30_000), None);
 
         let mut user = Snapshot::default();
         user.user.sends = (0..10).map(|i| T0 + i * 1000).collect();
-        let r = refusal(&l, &user, FactorType::Sms, T0 + 20_000).unwrap();
+        let r = refusal(&l, &user, T0 + 20_000).unwrap();
         assert_eq!(r.limit, Limit::UserDaily);
         assert_eq!(
             r.retry_after_seconds,
@@ -281,67 +299,75 @@ mod tests {
             "until the oldest leaves"
         );
         assert_eq!(
-            refusal(&l, &user, FactorType::Sms, T0 + DAY_MS + 1),
+            refusal(&l, &user, T0 + DAY_MS + 1),
             None,
             "the window frees"
         );
 
-        let over = Snapshot {
-            destination: Some(5),
+        for (snapshot, limit) in [
+            (
+                Snapshot {
+                    budget: Some(1000),
+                    ..Snapshot::default()
+                },
+                Limit::Budget,
+            ),
+            (
+                Snapshot {
+                    source: Some(100),
+                    ..Snapshot::default()
+                },
+                Limit::SourceAddress,
+            ),
+        ] {
+            assert_eq!(
+                refusal(&l, &snapshot, T0 + 600_000),
+                Some(Refusal {
+                    limit,
+                    retry_after_seconds: 3000
+                }),
+                "until the clock hour ends"
+            );
+        }
+        let below = Snapshot {
+            budget: Some(999),
+            source: Some(99),
             ..Snapshot::default()
         };
-        let r = refusal(&l, &over, FactorType::Email, T0 + 600_000).unwrap();
-        assert_eq!(
-            r,
-            Refusal {
-                limit: Limit::Destination,
-                retry_after_seconds: 3000
-            }
-        );
-        let over = Snapshot {
-            prefix: Some(30),
-            ..Snapshot::default()
-        };
-        assert_eq!(
-            refusal(&l, &over, FactorType::Sms, T0).unwrap().limit,
-            Limit::Prefix
-        );
+        assert_eq!(refusal(&l, &below, T0), None);
+    }
 
-        let spent = Snapshot {
-            budget: 1000,
+    #[test]
+    fn mismatches_refuse_until_the_oldest_that_decides_is_an_hour_old() {
+        let l = limits();
+        let guesses = |times: &[u64]| Snapshot {
+            mismatches: Some(Timeline {
+                sends: times.to_vec(),
+                ..Timeline::default()
+            }),
             ..Snapshot::default()
         };
+        assert_eq!(refusal(&l, &guesses(&[T0, T0 + 1000]), T0 + 2000), None);
+        let three = guesses(&[T0, T0 + 1000, T0 + 2000]);
         assert_eq!(
-            refusal(&l, &spent, FactorType::Call, T0).unwrap().limit,
-            Limit::Budget
+            refusal(&l, &three, T0 + 3000),
+            Some(Refusal {
+                limit: Limit::Mismatches,
+                retry_after_seconds: 3597
+            })
         );
-        assert_eq!(
-            refusal(&l, &spent, FactorType::Email, T0),
-            None,
-            "email is not budgeted"
-        );
-        let off = Limits {
-            hourly_budget: 0,
-            ..limits()
-        };
-        assert_eq!(
-            refusal(&off, &spent, FactorType::Sms, T0),
-            None,
-            "0 turns it off"
-        );
+        assert_eq!(refusal(&l, &three, T0 + HOUR_MS), None, "the oldest left");
+        // Not read (the request names no destination): nothing to refuse.
+        assert_eq!(refusal(&l, &Snapshot::default(), T0), None);
     }
 
     #[test]
     fn the_longest_wait_answers() {
         let l = limits();
         let mut s = record_at(&[T0]);
-        s.destination = Some(5);
-        let r = refusal(&l, &s, FactorType::Sms, T0 + 1000).unwrap();
-        assert_eq!(
-            r.limit,
-            Limit::Destination,
-            "3599 s beats the 29 s cooldown"
-        );
+        s.budget = Some(1000);
+        let r = refusal(&l, &s, T0 + 1000).unwrap();
+        assert_eq!(r.limit, Limit::Budget, "3599 s beats the 29 s cooldown");
     }
 
     #[test]
@@ -380,73 +406,46 @@ mod tests {
     }
 
     #[test]
-    fn cancellations_are_read_by_item() {
-        let counter = |key: &str, limit, which| Counter {
-            key: key.to_owned(),
-            limit,
-            which,
-            read: None,
+    fn a_given_back_attempt_keeps_only_okta_s_own_wait() {
+        let before = record_at(&[T0]).factor;
+        // Restored as it was, written over the version the commit wrote.
+        let back = factor_given_back(&before, 2, None);
+        assert_eq!(
+            (back.sends.clone(), back.next_at),
+            (before.sends.clone(), before.next_at)
+        );
+        assert_eq!(back.version, Some(3));
+        // Okta's throttle is remembered when it ends later than the guard's own wait.
+        let back = factor_given_back(&before, 2, Some(T0 + 90_000));
+        assert_eq!(back.next_at, T0 + 90_000);
+        assert_eq!(back.sends, before.sends, "the attempt does not count");
+
+        let user = Timeline {
+            sends: vec![T0, T0 + 5, T0 + 9],
+            next_at: 0,
+            version: Some(7),
         };
-        let counters = vec![
-            counter("D#x#1", 5, Limit::Destination),
-            counter("P#x#1", 30, Limit::Prefix),
-            counter("B#1", 1000, Limit::Budget),
-        ];
+        let back = user_given_back(&user, T0 + 5);
+        assert_eq!(back.sends, [T0, T0 + 9]);
+        assert_eq!(back.version, Some(8));
+        assert_eq!(user_given_back(&user, T0 + 6).sends, user.sends);
+    }
+
+    #[test]
+    fn cancellations_are_read_by_item() {
         let code = |s: &str| Some(s.to_owned());
-        let none = || code("None");
         assert_eq!(
-            decide_cancellation(
-                &[
-                    code("ConditionalCheckFailed"),
-                    none(),
-                    none(),
-                    none(),
-                    none()
-                ],
-                &counters,
-                T0
-            ),
-            Written::<()>::FactorTaken
+            decide_cancellation(&[code("ConditionalCheckFailed"), code("None")]),
+            Recording::FactorTaken
         );
-        assert_eq!(
-            decide_cancellation(
-                &[
-                    none(),
-                    none(),
-                    none(),
-                    none(),
-                    code("ConditionalCheckFailed")
-                ],
-                &counters,
-                T0
-            ),
-            Written::<()>::Refused(Refusal {
-                limit: Limit::Budget,
-                retry_after_seconds: 3600
-            })
-        );
-        // The conflict path moto never produces, and a change to the user's item.
-        assert_eq!(
-            decide_cancellation(
-                &[none(), code("TransactionConflict"), none(), none(), none()],
-                &counters,
-                T0
-            ),
-            Written::<()>::Conflict
-        );
-        assert_eq!(
-            decide_cancellation(
-                &[
-                    none(),
-                    code("ConditionalCheckFailed"),
-                    none(),
-                    none(),
-                    none()
-                ],
-                &counters,
-                T0
-            ),
-            Written::<()>::Conflict
-        );
+        // A conflict with another transaction (DynamoDB's, never moto's), and a change
+        // to the user's item by another factor's resend: both are contention.
+        for reasons in [
+            [code("TransactionConflict"), code("None")],
+            [code("None"), code("TransactionConflict")],
+            [code("None"), code("ConditionalCheckFailed")],
+        ] {
+            assert_eq!(decide_cancellation(&reasons), Recording::Contended);
+        }
     }
 }

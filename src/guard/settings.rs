@@ -13,6 +13,12 @@ pub struct Limits {
     pub prefix_hourly_limit: u64,
     /// SMS and calls per clock hour across the deployment; 0 turns it off.
     pub hourly_budget: u64,
+    /// Resends per clock hour from one source address (an IPv4 address or an IPv6 /64);
+    /// 0 turns it off.
+    pub ip_hourly_limit: u64,
+    /// Destination mismatches per factor in the last hour (sliding) after which a request
+    /// that names a destination is refused.
+    pub mismatch_limit: u64,
 }
 
 impl Limits {
@@ -26,6 +32,8 @@ impl Limits {
         destination_hourly_limit: 5,
         prefix_hourly_limit: 30,
         hourly_budget: 1000,
+        ip_hourly_limit: 100,
+        mismatch_limit: 3,
     };
 
     fn base_cooldown_ms(&self, factor_type: FactorType) -> u64 {
@@ -48,6 +56,11 @@ impl Limits {
     /// Whether the hourly budget counts this factor type (SMS and calls, when it is on).
     pub fn budget_applies(&self, factor_type: FactorType) -> bool {
         self.hourly_budget > 0 && factor_type != FactorType::Email
+    }
+
+    /// Whether the per-address cap is on.
+    pub fn ip_limit_applies(&self) -> bool {
+        self.ip_hourly_limit > 0
     }
 }
 

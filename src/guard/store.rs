@@ -1,31 +1,50 @@
-//! The guard's DynamoDB I/O: the pre-check's consistent read, the commit's transaction,
-//! the release that puts an attempt back, and how items are written and read. Each call
-//! is bounded by [`CALL_TIMEOUT`] inside the request's deadline.
+//! The guard's DynamoDB I/O: the pre-check's consistent batch read, the commit's
+//! transaction over the request's own two items, the single-item counter updates, and the
+//! writes that give an attempt back. Each call is bounded by [`CALL_TIMEOUT`] inside the
+//! request's deadline.
+//!
+//! Which calls can meet another request's transaction (DynamoDB's documented rules):
+//! `BatchGetItem` and `GetItem` never; a `TransactWriteItems` is cancelled
+//! (`TransactionConflict`) when another holds one of its items; a single-item write is
+//! refused (`TransactionConflictException`) when a transaction holds its item. Only the
+//! factor's and the user's items are ever in a transaction, so the shared counters (the
+//! budget, a destination, a prefix, an address) never conflict.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::operation::transact_get_items::TransactGetItemsOutput;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Get, Put, TransactGetItem, TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
 };
 use tokio::time::{Instant, timeout_at};
 
 use super::error::GuardError;
-use super::keys::ItemKeys;
-use super::rules::{Counter, Snapshot, Timeline};
+use super::rules::Timeline;
 
 /// Each DynamoDB call's own bound, inside the request's deadline: a slow table must leave
 /// time for the Okta calls or for our own answer.
 const CALL_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+type Item = HashMap<String, AttributeValue>;
 
 /// How a transaction ended when DynamoDB answered.
 pub(crate) enum Transaction {
     Done,
     /// Cancelled, with each item's reason code, in the order the items were given.
     Cancelled(Vec<Option<String>>),
+}
+
+/// How a single-item conditional write ended when DynamoDB answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Single<T> {
+    Done(T),
+    /// Its condition did not hold.
+    ConditionFailed,
+    /// A transaction holds the item (`TransactionConflictException`): try again.
+    Conflict,
 }
 
 /// A timeline item to write: its key, its new content, the version it replaces (`None`:
@@ -48,43 +67,59 @@ impl Store {
         Self { client, table }
     }
 
-    fn call_deadline(deadline: Instant) -> Instant {
-        deadline.min(Instant::now() + CALL_TIMEOUT)
+    fn key(key: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([("pk".to_owned(), AttributeValue::S(key.to_owned()))])
     }
 
-    /// The pre-check's read: every item of `keys`, in one consistent `TransactGetItems`.
-    pub async fn read(&self, keys: &ItemKeys, deadline: Instant) -> Result<Snapshot, GuardError> {
-        let mut wanted = vec![keys.factor.clone(), keys.user.clone(), keys.budget.clone()];
-        wanted.extend(keys.destination.iter().cloned());
-        wanted.extend(keys.prefix.iter().cloned());
-        let output = self.transact_get(&wanted, deadline).await?;
-        let items: Vec<Option<&HashMap<String, AttributeValue>>> =
-            output.responses().iter().map(|r| r.item()).collect();
-        let item = |i: usize| items.get(i).copied().flatten();
-        Ok(Snapshot {
-            factor: timeline(item(0)),
-            user: timeline(item(1)),
-            budget: counter(item(2)),
-            destination: keys.destination.as_ref().map(|_| counter(item(3))),
-            prefix: keys
-                .prefix
-                .as_ref()
-                .map(|_| counter(item(3 + usize::from(keys.destination.is_some())))),
-        })
-    }
-
-    /// The current values of the counters `keys`, in order (one consistent read).
-    pub async fn read_counters(
-        &self,
-        keys: &[String],
+    /// Runs one call by the call's deadline.
+    async fn call<O, E, R>(
         deadline: Instant,
-    ) -> Result<Vec<u64>, GuardError> {
-        let output = self.transact_get(keys, deadline).await?;
-        Ok(output
-            .responses()
-            .iter()
-            .map(|r| counter(r.item()))
-            .collect())
+        call: impl Future<Output = Result<O, SdkError<E, R>>>,
+        what: &str,
+    ) -> Result<Result<O, SdkError<E, R>>, GuardError> {
+        timeout_at(deadline.min(Instant::now() + CALL_TIMEOUT), call)
+            .await
+            .map_err(|_| GuardError::Unavailable(format!("the {what} timed out")))
+    }
+
+    /// The items `keys`, read consistently in one `BatchGetItem` (which never conflicts);
+    /// a missing item is absent from the map.
+    pub async fn read(&self, keys: &[&str], deadline: Instant) -> Result<Read, GuardError> {
+        let mut items: HashMap<String, Item> = HashMap::new();
+        let mut wanted = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys.iter().map(|k| Self::key(k)).collect()))
+                .consistent_read(true)
+                .build()
+                .expect("keys are set"),
+        );
+        // DynamoDB may leave keys unprocessed (throttling): ask again for those.
+        while let Some(request) = wanted.take() {
+            let call = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send();
+            let output = Self::call(deadline, call, "read")
+                .await?
+                .map_err(|e| unavailable(&e))?;
+            for item in output
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                if let Some(AttributeValue::S(pk)) = item.get("pk") {
+                    items.insert(pk.clone(), item.clone());
+                }
+            }
+            wanted = output
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+        }
+        Ok(Read(items))
     }
 
     /// One timeline item, read consistently.
@@ -97,176 +132,174 @@ impl Store {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.to_owned()))
+            .set_key(Some(Self::key(key)))
             .consistent_read(true)
             .send();
-        match timeout_at(Self::call_deadline(deadline), call).await {
-            Ok(Ok(output)) => Ok(timeline(output.item())),
-            Ok(Err(err)) => Err(unavailable(&err)),
-            Err(_) => Err(GuardError::Unavailable("the read timed out".into())),
-        }
+        let output = Self::call(deadline, call, "read")
+            .await?
+            .map_err(|e| unavailable(&e))?;
+        Ok(timeline(output.item()))
     }
 
-    /// The commit: both timelines rewritten on their versions, and each counter
-    /// incremented on the condition that it is below its limit, in one transaction.
+    /// The commit's transaction: the factor's and the user's timelines, each rewritten on
+    /// the condition that its version is still the one read.
     pub async fn record(
         &self,
         timelines: [TimelineWrite<'_>; 2],
-        counters: &[Counter],
-        counter_expires: u64,
         deadline: Instant,
     ) -> Result<Transaction, GuardError> {
-        let items = self.items(&timelines, counters, |counter| {
-            self.update_counter(
-                &counter.key,
-                "ADD n :one SET expires_at = :exp",
-                "attribute_not_exists(n) OR n < :limit",
-                [
-                    (":one", num(1)),
-                    (":limit", num(counter.limit)),
-                    (":exp", num(counter_expires)),
-                ],
-            )
-        });
-        self.transact_write(items, deadline)
-            .await
-            .ok_or_else(|| GuardError::Unavailable("the commit timed out".into()))?
-    }
-
-    /// Puts each timeline back as it was (if it is still the version the commit wrote) and
-    /// takes one off each counter, in one transaction. Whether it was done.
-    pub async fn restore(
-        &self,
-        timelines: [TimelineWrite<'_>; 2],
-        counters: &[Counter],
-        deadline: Instant,
-    ) -> bool {
-        let items = self.items(&timelines, counters, |counter| {
-            self.update_counter(
-                &counter.key,
-                "ADD n :minus",
-                "n > :zero",
-                [(":minus", num(-1)), (":zero", num(0))],
-            )
-        });
-        matches!(
-            self.transact_write(items, deadline).await,
-            Some(Ok(Transaction::Done))
-        )
-    }
-
-    /// A transaction's items: the timelines' puts, then each counter's update, in the
-    /// order a cancellation's reasons come back in.
-    fn items(
-        &self,
-        timelines: &[TimelineWrite<'_>],
-        counters: &[Counter],
-        update: impl Fn(&Counter) -> TransactWriteItem,
-    ) -> Vec<TransactWriteItem> {
-        let puts = timelines.iter().map(|t| self.put_timeline(t));
-        puts.chain(counters.iter().map(update)).collect()
-    }
-
-    /// One `TransactWriteItems` of `items`, by the call's deadline; `None` when it is past.
-    async fn transact_write(
-        &self,
-        items: Vec<TransactWriteItem>,
-        deadline: Instant,
-    ) -> Option<Result<Transaction, GuardError>> {
+        let items = timelines
+            .iter()
+            .map(|t| {
+                let (item, condition, values) = timeline_item(t);
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression(condition)
+                    .set_expression_attribute_values(values)
+                    .build()
+                    .expect("table and item are set");
+                TransactWriteItem::builder().put(put).build()
+            })
+            .collect();
         let call = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .send();
-        let result = timeout_at(Self::call_deadline(deadline), call).await.ok()?;
-        Some(match result {
+        match Self::call(deadline, call, "commit").await? {
             Ok(_) => Ok(Transaction::Done),
             Err(err) => match cancellation_reasons(&err) {
                 Some(reasons) => Ok(Transaction::Cancelled(reasons)),
                 None => Err(unavailable(&err)),
             },
-        })
-    }
-
-    /// One `TransactGetItems` of `keys`: a strongly consistent read of all of them at once.
-    async fn transact_get(
-        &self,
-        keys: &[String],
-        deadline: Instant,
-    ) -> Result<TransactGetItemsOutput, GuardError> {
-        let gets = keys
-            .iter()
-            .map(|key| {
-                TransactGetItem::builder()
-                    .get(
-                        Get::builder()
-                            .table_name(&self.table)
-                            .key("pk", AttributeValue::S(key.clone()))
-                            .build()
-                            .expect("table and key are set"),
-                    )
-                    .build()
-            })
-            .collect();
-        let call = self
-            .client
-            .transact_get_items()
-            .set_transact_items(Some(gets))
-            .send();
-        match timeout_at(Self::call_deadline(deadline), call).await {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(err)) => Err(unavailable(&err)),
-            Err(_) => Err(GuardError::Unavailable("the read timed out".into())),
         }
     }
 
-    /// An update of the counter item `key`, on `condition`.
-    fn update_counter<const N: usize>(
+    /// One timeline rewritten on its own, on its version.
+    pub async fn put_timeline(
         &self,
-        key: &str,
-        update: &str,
-        condition: &str,
-        values: [(&str, AttributeValue); N],
-    ) -> TransactWriteItem {
-        let update = values.into_iter().fold(
-            Update::builder()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(key.to_owned()))
-                .update_expression(update)
-                .condition_expression(condition),
-            |update, (name, value)| update.expression_attribute_values(name, value),
-        );
-        TransactWriteItem::builder()
-            .update(update.build().expect("table, key and expression are set"))
-            .build()
+        write: &TimelineWrite<'_>,
+        deadline: Instant,
+    ) -> Result<Single<()>, GuardError> {
+        let (item, condition, values) = timeline_item(write);
+        let call = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values)
+            .send();
+        single(Self::call(deadline, call, "write").await?).map(|s| s.map(drop))
     }
 
-    fn put_timeline(&self, write: &TimelineWrite<'_>) -> TransactWriteItem {
-        let TimelineWrite {
-            key,
-            timeline,
-            replaces,
-            expires_at,
-        } = write;
-        let mut put = Put::builder()
+    /// One more in the counter `key`, on the condition that it is below `limit`; its value
+    /// after, from DynamoDB's own answer.
+    pub async fn increment(
+        &self,
+        key: &str,
+        limit: u64,
+        expires_at: u64,
+        deadline: Instant,
+    ) -> Result<Single<u64>, GuardError> {
+        let call = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S((*key).to_owned()))
-            .item(
-                "sends",
-                AttributeValue::L(timeline.sends.iter().map(num).collect()),
+            .set_key(Some(Self::key(key)))
+            .update_expression("ADD n :one SET expires_at = :exp")
+            .condition_expression("attribute_not_exists(n) OR n < :limit")
+            .expression_attribute_values(":one", num(1))
+            .expression_attribute_values(":limit", num(limit))
+            .expression_attribute_values(":exp", num(expires_at))
+            .return_values(ReturnValue::UpdatedNew)
+            .send();
+        let result = single(Self::call(deadline, call, "counter update").await?)?;
+        Ok(result.map(|output| counter(output.attributes())))
+    }
+
+    /// One less in the counter `key`, never below zero.
+    pub async fn decrement(&self, key: &str, deadline: Instant) -> Result<Single<()>, GuardError> {
+        let call = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .update_expression("ADD n :minus")
+            .condition_expression("n > :zero")
+            .expression_attribute_values(":minus", num(-1))
+            .expression_attribute_values(":zero", num(0))
+            .send();
+        single(Self::call(deadline, call, "counter update").await?).map(|s| s.map(drop))
+    }
+
+    /// Appends `at` to the timeline `key` (created when missing), with no condition.
+    pub async fn append(
+        &self,
+        key: &str,
+        at: u64,
+        expires_at: u64,
+        deadline: Instant,
+    ) -> Result<Single<()>, GuardError> {
+        let call = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .update_expression(
+                "SET sends = list_append(if_not_exists(sends, :empty), :at), expires_at = :exp",
             )
-            .item("next_at", num(timeline.next_at))
-            .item("ver", num(timeline.version.unwrap_or_default()))
-            .item("expires_at", num(expires_at));
-        put = match replaces {
-            None => put.condition_expression("attribute_not_exists(pk)"),
-            Some(version) => put
-                .condition_expression("ver = :ver")
-                .expression_attribute_values(":ver", num(version)),
-        };
-        TransactWriteItem::builder()
-            .put(put.build().expect("table and item are set"))
-            .build()
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":at", AttributeValue::L(vec![num(at)]))
+            .expression_attribute_values(":exp", num(expires_at))
+            .send();
+        single(Self::call(deadline, call, "write").await?).map(|s| s.map(drop))
+    }
+}
+
+/// What a batch read found.
+pub(crate) struct Read(HashMap<String, Item>);
+
+impl Read {
+    /// The timeline item `key` (empty when it does not exist).
+    pub fn timeline(&self, key: &str) -> Timeline {
+        timeline(self.0.get(key))
+    }
+
+    /// The counter `key` (0 when it does not exist).
+    pub fn counter(&self, key: &str) -> u64 {
+        counter(self.0.get(key))
+    }
+}
+
+/// A timeline's item, and the condition that it is still the version read.
+fn timeline_item(
+    write: &TimelineWrite<'_>,
+) -> (Item, &'static str, Option<HashMap<String, AttributeValue>>) {
+    let TimelineWrite {
+        key,
+        timeline,
+        replaces,
+        expires_at,
+    } = write;
+    let item = HashMap::from([
+        ("pk".to_owned(), AttributeValue::S((*key).to_owned())),
+        (
+            "sends".to_owned(),
+            AttributeValue::L(timeline.sends.iter().map(num).collect()),
+        ),
+        ("next_at".to_owned(), num(timeline.next_at)),
+        ("ver".to_owned(), num(timeline.version.unwrap_or_default())),
+        ("expires_at".to_owned(), num(expires_at)),
+    ]);
+    match replaces {
+        None => (item, "attribute_not_exists(pk)", None),
+        Some(version) => (
+            item,
+            "ver = :ver",
+            Some(HashMap::from([(":ver".to_owned(), num(version))])),
+        ),
     }
 }
 
@@ -283,6 +316,33 @@ fn cancellation_reasons(err: &SdkError<TransactWriteItemsError>) -> Option<Vec<O
     }
 }
 
+/// A single-item write's answer: a failed condition and a transaction holding the item
+/// are answers; anything else (unreachable, throttled, no such table) is unavailability.
+fn single<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<Single<O>, GuardError>
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(output) => Ok(Single::Done(output)),
+        Err(err) => match err.as_service_error().and_then(ProvideErrorMetadata::code) {
+            Some("ConditionalCheckFailedException") => Ok(Single::ConditionFailed),
+            Some("TransactionConflictException") => Ok(Single::Conflict),
+            _ => Err(unavailable(&err)),
+        },
+    }
+}
+
+impl<T> Single<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Single<U> {
+        match self {
+            Self::Done(t) => Single::Done(f(t)),
+            Self::ConditionFailed => Single::ConditionFailed,
+            Self::Conflict => Single::Conflict,
+        }
+    }
+}
+
 fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
     err: &SdkError<E, R>,
 ) -> GuardError {
@@ -293,7 +353,7 @@ fn num(n: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(n.to_string())
 }
 
-fn timeline(item: Option<&HashMap<String, AttributeValue>>) -> Timeline {
+fn timeline(item: Option<&Item>) -> Timeline {
     let Some(item) = item else {
         return Timeline::default();
     };
@@ -319,7 +379,7 @@ fn timeline(item: Option<&HashMap<String, AttributeValue>>) -> Timeline {
     }
 }
 
-fn counter(item: Option<&HashMap<String, AttributeValue>>) -> u64 {
+fn counter(item: Option<&Item>) -> u64 {
     item.and_then(|i| i.get("n"))
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok())

@@ -57,6 +57,8 @@ pub struct ErrorContext<'a> {
     pub request_id: &'a str,
     pub user_id: Option<&'a str>,
     pub factor_type: Option<&'a str>,
+    /// The destination the app named, masked.
+    pub destination: Option<String>,
     pub okta_request_id: Option<&'a str>,
 }
 
@@ -90,6 +92,19 @@ impl ApiError {
                     user_id = context.user_id,
                     factor_type = context.factor_type,
                     "the factor's enrolled destination is masked, empty or missing: nothing was sent"
+                );
+            }
+            Self::Guard(Refusal {
+                limit: Limit::Mismatches,
+                ..
+            }) => {
+                tracing::warn!(
+                    event = "too_many_mismatches",
+                    request_id = %context.request_id,
+                    user_id = context.user_id,
+                    factor_type = context.factor_type,
+                    destination = context.destination.as_deref(),
+                    "this factor's enrolled destination was missed too many times: requests naming one are refused, nothing was sent"
                 );
             }
             Self::GuardUnavailable { reason } => {
@@ -289,6 +304,30 @@ impl ApiError {
                 detail: fixed("Codes cannot be sent right now. Try again after retryAfterSeconds."),
                 retry_after_seconds: Some(*retry_after_seconds),
             },
+            A::Guard(Refusal {
+                limit: Limit::SourceAddress,
+                retry_after_seconds,
+            }) => Row {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "ip_limit_reached",
+                title: "Address limit reached",
+                detail: fixed(
+                    "Too many codes were asked for from this network address in this hour. Try again after retryAfterSeconds.",
+                ),
+                retry_after_seconds: Some(*retry_after_seconds),
+            },
+            A::Guard(Refusal {
+                limit: Limit::Mismatches,
+                retry_after_seconds,
+            }) => Row {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "too_many_mismatches",
+                title: "Too many mismatches",
+                detail: fixed(
+                    "The phone number or email address sent did not match the enrolled one too many times. Until retryAfterSeconds, send the request without phoneNumber and email: the code goes to the enrolled destination.",
+                ),
+                retry_after_seconds: Some(*retry_after_seconds),
+            },
             A::GuardUnavailable { .. } => Row {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "guard_unavailable",
@@ -305,7 +344,9 @@ impl ApiError {
                 detail: fixed("Too many requests right now. Try again after retryAfterSeconds."),
                 retry_after_seconds: Some(*retry_after_seconds),
             },
-            A::Okta(O::CredentialRejected { .. } | O::Upstream { .. }) => Row {
+            A::Okta(
+                O::CredentialRejected { .. } | O::UnknownRefusal { .. } | O::Upstream { .. },
+            ) => Row {
                 status: StatusCode::BAD_GATEWAY,
                 code: "upstream_error",
                 title: "Upstream error",
@@ -467,6 +508,8 @@ mod tests {
             (Limit::Destination, 429, "destination_limit_reached"),
             (Limit::Prefix, 429, "destination_limit_reached"),
             (Limit::Budget, 503, "resend_paused"),
+            (Limit::SourceAddress, 429, "ip_limit_reached"),
+            (Limit::Mismatches, 429, "too_many_mismatches"),
         ] {
             let err = ApiError::Guard(Refusal {
                 limit,

@@ -20,10 +20,10 @@ use super::route::{MAX_BODY_BYTES, METHOD, is_json, is_our_route};
 use super::runtime::UndecodableBody;
 use crate::config::Config;
 use crate::deadline::request_deadline;
-use crate::domain::{DestinationRule, ResendRequest, ValidationError};
+use crate::domain::{DestinationRule, ResendRequest, SourceAddress, ValidationError};
 use crate::guard::{Attempt, Guard, GuardUse};
 use crate::metrics::{Metrics, country_calling_code};
-use crate::okta::{DestinationSource, OktaClient, OktaMeta, Resend};
+use crate::okta::{DestinationSource, FactorCheckError, OktaClient, OktaMeta, Resend};
 use crate::policy::DestinationPolicy;
 
 /// Everything a request needs, built once per cold start (see [`crate::init::init_from_env`]).
@@ -149,6 +149,11 @@ impl App {
                     request_id: &request_id,
                     user_id: summary.user_id(),
                     factor_type: summary.factor_type(),
+                    destination: summary
+                        .request
+                        .as_ref()
+                        .and_then(ResendRequest::destination)
+                        .map(ToString::to_string),
                     okta_request_id: summary.okta.request_id.as_deref(),
                 });
                 let problem = err.problem();
@@ -178,34 +183,37 @@ impl App {
         self.bind_caller(event, &request)?;
         // Every outbound call of this request shares one deadline.
         let deadline = request_deadline(event, started, self.okta_timeout);
-        let attempt = Attempt::pre_check(self.guard.as_ref(), &request, deadline).await;
+        let source = source_address(event);
+        let attempt =
+            Attempt::pre_check(self.guard.as_ref(), &request, source.as_ref(), deadline).await;
         summary.guard = Some(attempt.as_ref().map_or(GuardUse::On, Attempt::usage));
         let mut attempt = attempt?;
-        let resend = summary
-            .resend
-            .insert(
-                self.check_factor(&request, deadline, &mut summary.okta)
-                    .await?,
-            )
-            .clone();
+        let checked = self
+            .check_factor(&request, deadline, &mut summary.okta)
+            .await;
+        if matches!(
+            checked,
+            Err(ApiError::Factor(FactorCheckError::DestinationMismatch))
+        ) {
+            attempt.count_mismatch(deadline).await;
+        }
+        let resend = summary.resend.insert(checked?).clone();
         self.check_policy(&resend)?;
         let committed = attempt.commit(&resend, deadline).await;
         summary.guard = Some(attempt.usage());
         committed?;
-        // The guard's countdown for the app is read while the resend is on its way.
-        let (reply, guard_wait) = tokio::join!(
-            self.okta.resend(&resend, deadline),
-            attempt.next_wait(deadline)
-        );
+        let reply = self.okta.resend(&resend, deadline).await;
         summary.okta = reply.meta;
         if let Err(err) = &reply.result {
             if err.proves_nothing_sent() {
-                attempt.release(deadline).await;
+                attempt.give_back(err.factor_wait_seconds(), deadline).await;
             }
         }
         reply.result?;
         let okta_wait = resend.destination().factor_type().cooldown_seconds();
-        let retry_after_seconds = guard_wait.map_or(okta_wait, |wait| wait.max(okta_wait));
+        let retry_after_seconds = attempt
+            .next_wait()
+            .map_or(okta_wait, |wait| wait.max(okta_wait));
         Ok(Sent {
             resend,
             retry_after_seconds,
@@ -295,6 +303,17 @@ fn sent_response(sent: &Sent) -> Response<Body> {
             serde_json::to_string(&body).expect("serializes"),
         ))
         .expect("status and headers are valid")
+}
+
+/// The caller's address as API Gateway saw it (v2 `requestContext.http.sourceIp`, v1
+/// `requestContext.identity.sourceIp`); never a header the caller sets.
+fn source_address(event: &Request) -> Option<SourceAddress> {
+    let raw = match event.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.as_deref(),
+        RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.as_deref(),
+        _ => None,
+    };
+    raw.and_then(SourceAddress::parse)
 }
 
 fn apigw_request_id(event: &Request) -> Option<&str> {

@@ -40,6 +40,9 @@ pub enum OktaError {
     RateLimited { retry_after_seconds: u64 },
     #[error("Okta rejected our credential (HTTP {status})")]
     CredentialRejected { status: u16 },
+    /// A 4xx with no error code we know: Okta refused, for a reason we cannot name.
+    #[error("Okta refused the call (HTTP {status}) with no known error code")]
+    UnknownRefusal { status: u16 },
     #[error("Okta failed: {reason}")]
     Upstream { reason: &'static str },
     #[error("Okta did not answer in time")]
@@ -48,10 +51,31 @@ pub enum OktaError {
 
 impl OktaError {
     /// Whether this answer proves Okta sent no code, so the guard gives the attempt back:
-    /// its own per-factor throttle and its 404. Anything else (a 5xx, a timeout) may still
-    /// have sent one.
+    /// every 4xx (its 404, its refusals, its throttles and rate limits, a refused
+    /// credential after the retry). A 5xx, a redirect, a timeout or a broken connection may
+    /// still have sent one.
     pub fn proves_nothing_sent(&self) -> bool {
-        matches!(self, Self::ResendTooSoon { .. } | Self::NotFound)
+        match self {
+            Self::NotFound
+            | Self::Rejected
+            | Self::ResendTooSoon { .. }
+            | Self::DailyLimitReached
+            | Self::RateLimited { .. }
+            | Self::CredentialRejected { .. }
+            | Self::UnknownRefusal { .. } => true,
+            Self::Upstream { .. } | Self::Timeout => false,
+        }
+    }
+
+    /// Okta's own wait before this factor's next code, when this answer is its per-factor
+    /// throttle: the guard remembers it, so the next request inside it goes no further.
+    pub fn factor_wait_seconds(&self) -> Option<u64> {
+        match self {
+            Self::ResendTooSoon {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
+            _ => None,
+        }
     }
 }
 
@@ -290,6 +314,7 @@ pub(crate) fn classify(
             s if s.is_server_error() => OktaError::Upstream {
                 reason: "server error",
             },
+            s if s.is_client_error() => OktaError::UnknownRefusal { status: s.as_u16() },
             _ => OktaError::Upstream {
                 reason: "unexpected answer",
             },

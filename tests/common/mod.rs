@@ -53,6 +53,23 @@ impl Moto {
         Self::shared_or_own("MOTO_SERIAL_ENDPOINT", &["--serial"])
     }
 
+    /// A one-request-at-a-time moto behind the DynamoDB front (`scripts/dynamo_front.py`),
+    /// which answers overlapping requests as DynamoDB does: transaction conflicts and all.
+    pub fn start_front() -> Self {
+        Self::shared_or_own("MOTO_FRONT_ENDPOINT", &["--serial", "--front"])
+    }
+
+    /// The conflicts the front has answered so far (a front only).
+    pub async fn conflicts(&self) -> u64 {
+        let stats: serde_json::Value = reqwest::get(format!("{}/__front/stats", self.endpoint))
+            .await
+            .expect("a DynamoDB front answers /__front/stats")
+            .json()
+            .await
+            .unwrap();
+        stats["conflicts"].as_u64().unwrap()
+    }
+
     fn shared_or_own(variable: &str, serve_args: &[&str]) -> Self {
         if let Ok(endpoint) = std::env::var(variable) {
             return Self {
@@ -199,6 +216,22 @@ impl TestClock {
         let now = self.0.clone();
         std::sync::Arc::new(move || now.load(std::sync::atomic::Ordering::SeqCst))
     }
+
+    /// A clock that moves on by `step` each time it is read (a request's steps then happen
+    /// at different times, e.g. on both sides of an hour boundary).
+    pub fn stepping_clock(&self, step: Duration) -> okta_resend::guard::Clock {
+        let now = self.0.clone();
+        let step = u64::try_from(step.as_millis()).unwrap();
+        std::sync::Arc::new(move || now.fetch_add(step, std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Moves the clock to `before` ms before the end of its clock hour.
+    pub fn to_hour_end_less(&self, before: u64) {
+        let now = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        let end = (now / 3_600_000 + 1) * 3_600_000;
+        self.0
+            .store(end - before, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// An `App` as [`app_with`] builds it, with the shared guard on `table` (through moto's
@@ -208,6 +241,17 @@ pub async fn app_with_guard(
     dynamodb: &str,
     table: &str,
     clock: &TestClock,
+    vars: &[(&str, &str)],
+) -> App {
+    app_with_guard_clock(org_url, dynamodb, table, clock.clock(), vars).await
+}
+
+/// [`app_with_guard`] with any clock.
+pub async fn app_with_guard_clock(
+    org_url: &str,
+    dynamodb: &str,
+    table: &str,
+    clock: okta_resend::guard::Clock,
     vars: &[(&str, &str)],
 ) -> App {
     use okta_resend::config::{GUARD_KEY_SECRET_VAR, GUARD_TABLE_VAR};
@@ -221,12 +265,8 @@ pub async fn app_with_guard(
         "test-guard-key-0123456789abcdef0123456789",
     ))
     .unwrap();
-    let guard = okta_resend::guard::Guard::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        &settings,
-        key,
-        clock.clock(),
-    );
+    let guard =
+        okta_resend::guard::Guard::new(aws_sdk_dynamodb::Client::new(&sdk), &settings, key, clock);
     app_with(org_url, &all).with_guard(guard)
 }
 
@@ -410,6 +450,13 @@ pub fn raw_resend_event(body: &serde_json::Value) -> serde_json::Value {
 /// A v2 event for `POST /factors/resend` with the given body.
 pub fn resend_event(body: &serde_json::Value) -> Request {
     parse_event(&raw_resend_event(body).to_string())
+}
+
+/// [`resend_event`] from the source address `ip`, as API Gateway saw it.
+pub fn resend_event_from(body: &serde_json::Value, ip: &str) -> Request {
+    let mut event = raw_resend_event(body);
+    event["requestContext"]["http"]["sourceIp"] = ip.into();
+    parse_event(&event.to_string())
 }
 
 pub fn json_body(response: &Response<Body>) -> serde_json::Value {
