@@ -847,7 +847,16 @@ struct RouteSpec {
     v1_resource: Option<&'static str>,
     v2_stage: Option<&'static str>,
     v1_stage: Option<&'static str>,
+    /// The caller's address API Gateway writes (`sourceIp`): it never changes the answer.
+    source_ip: Option<&'static str>,
 }
+
+#[rustfmt::skip]
+const SOURCE_IPS: &[Option<&str>] = &[
+    Some("203.0.113.10"), Some("2001:db8:0:1::1"), Some("::ffff:203.0.113.7"), Some("::"),
+    Some("255.255.255.255"), Some(""), Some("test-invoke-source-ip"), Some("1.2.3.4:80"),
+    Some("fe80::1%eth0"), Some("203.0.113.10, 198.51.100.1"), Some("\u{0}"), None,
+];
 
 #[rustfmt::skip]
 const ROUTE_KEYS: &[Option<&str>] = &[
@@ -881,6 +890,7 @@ fn route_spec(mut gene: Gene) -> RouteSpec {
         v1_resource: gene.pick(RESOURCES),
         v2_stage: gene.pick(V2_STAGES),
         v1_stage: gene.pick(V1_STAGES),
+        source_ip: gene.pick(SOURCE_IPS),
     }
 }
 
@@ -1596,6 +1606,7 @@ fn build_event(
         set_or_remove(context, "stage", string(stage));
         context["http"]["method"] = Value::String(method.to_owned());
         context["http"]["path"] = Value::String(path);
+        set_or_remove(&mut context["http"], "sourceIp", string(route.source_ip));
         event
     } else {
         let mut event = v1_template.clone();
@@ -1606,6 +1617,11 @@ fn build_event(
         context["httpMethod"] = Value::String(method.to_owned());
         context["path"] = Value::String(format!("/{}{path}", stage.unwrap_or("prod")));
         set_or_remove(context, "stage", string(stage));
+        set_or_remove(
+            &mut context["identity"],
+            "sourceIp",
+            string(route.source_ip),
+        );
         event["path"] = Value::String(path);
         event
     };

@@ -1,8 +1,9 @@
 //! The built binary at TRACE (`AWS_LAMBDA_LOG_LEVEL=TRACE` and `RUST_LOG=trace`), driven
 //! through the Lambda Runtime API with events that carry a bearer JWT, phone numbers and
-//! email addresses, through a credential refresh and the shared guard: nothing it writes,
-//! on stdout or stderr, holds the Okta token, the guard's key, an `Authorization` value,
-//! a full phone number or a full email address.
+//! email addresses and the callers' network addresses, through a credential refresh and
+//! the shared guard (its mismatch refusal included): nothing it writes, on stdout or
+//! stderr, holds the Okta token, the guard's key, an `Authorization` value, a full phone
+//! number, a full email address or a caller's address.
 
 mod common;
 
@@ -12,7 +13,8 @@ use std::time::Duration;
 use common::runtime_api::{RuntimeApi, function_command};
 use common::{Moto, TOKEN, USER};
 use okta_resend::config::{
-    DESTINATION_HOURLY_LIMIT_VAR, GUARD_KEY_SECRET_VAR, GUARD_TABLE_VAR, ORG_URL_VAR, SECRET_ID_VAR,
+    DESTINATION_HOURLY_LIMIT_VAR, GUARD_KEY_SECRET_VAR, GUARD_TABLE_VAR, MISMATCH_LIMIT_VAR,
+    ORG_URL_VAR, SECRET_ID_VAR,
 };
 use serde_json::{Value, json};
 
@@ -47,6 +49,7 @@ async fn nothing_secret_or_personal_is_written_at_trace() {
             (GUARD_TABLE_VAR, table.as_str()),
             (GUARD_KEY_SECRET_VAR, key_secret.as_str()),
             (DESTINATION_HOURLY_LIMIT_VAR, "100"),
+            (MISMATCH_LIMIT_VAR, "1"),
             ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
             ("RUST_LOG", "trace"),
         ])
@@ -82,6 +85,19 @@ async fn nothing_secret_or_personal_is_written_at_trace() {
                 json!({"userId": USER, "factorId": "smsTraceLogs00000002", "phoneNumber": "+1 555 415 1338"}),
             ),
             409,
+        ),
+        // The mismatch limit (1) reached: refused with a WARN line, from an IPv6 caller.
+        (
+            {
+                let mut event: Value = serde_json::from_str(&with_body(
+                    "apigw-v2-sms.json",
+                    json!({"userId": USER, "factorId": "smsTraceLogs00000002", "phoneNumber": "+1 555 415 1339"}),
+                ))
+                .unwrap();
+                event["requestContext"]["http"]["sourceIp"] = "2001:db8:beef:cafe::77".into();
+                event.to_string()
+            },
+            429,
         ),
         (
             with_body(
@@ -130,6 +146,11 @@ async fn nothing_secret_or_personal_is_written_at_trace() {
         );
     }
     assert!(stdout.contains("\"level\":\"TRACE\""));
+    assert!(stdout.contains("\"event\":\"too_many_mismatches\""));
+    assert!(
+        stdout.contains("+***39"),
+        "the WARN line shows the masked number"
+    );
     assert!(stdout.contains("credential_refresh") || stdout.contains("okta_credential_rejected"));
     for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
         for needle in [
@@ -144,6 +165,9 @@ async fn nothing_secret_or_personal_is_written_at_trace() {
             "555) 415",
             "jane.doe",
             "jane.doe%40",
+            "5554151339",
+            "203.0.113.10",
+            "2001:db8:beef",
         ] {
             assert!(!text.contains(needle), "{stream} contains {needle:?}");
         }
