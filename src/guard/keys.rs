@@ -6,7 +6,7 @@
 use ring::hmac;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::rules::HOUR_MS;
+use super::rules::{HOUR_MS, Limit};
 use crate::domain::{Destination, OktaId, SourceAddress};
 
 /// The HMAC key must be at least this long.
@@ -39,15 +39,17 @@ impl GuardKey {
         now: u64,
     ) -> ItemKeys {
         let hour = now / HOUR_MS;
-        let (destination, prefix) = match destination {
-            None => (None, None),
-            Some(Destination::Email { email }) => (
-                Some(format!(
-                    "D#{}#{hour}",
-                    self.hash(&format!("email:{}", email.expose().to_ascii_lowercase()))
-                )),
-                None,
-            ),
+        let counter = |kind: &str, what: &str| format!("{kind}#{}#{hour}", self.hash(what));
+        let mut counters = vec![(Limit::Budget, format!("B#{hour}"))];
+        match destination {
+            None => {}
+            Some(Destination::Email { email }) => {
+                let address = email.expose().to_ascii_lowercase();
+                counters.push((
+                    Limit::Destination,
+                    counter("D", &format!("email:{address}")),
+                ));
+            }
             Some(Destination::Sms { phone } | Destination::Call { phone, .. }) => {
                 let digits = &phone.expose()[1..];
                 // A number of 8 digits or fewer is its own prefix.
@@ -56,42 +58,45 @@ impl GuardKey {
                 } else {
                     &digits[..digits.len() - 4]
                 };
-                (
-                    Some(format!(
-                        "D#{}#{hour}",
-                        self.hash(&format!("phone:+{digits}"))
-                    )),
-                    Some(format!(
-                        "P#{}#{hour}",
-                        self.hash(&format!("prefix:+{prefix}"))
-                    )),
-                )
+                counters.push((
+                    Limit::Destination,
+                    counter("D", &format!("phone:+{digits}")),
+                ));
+                counters.push((Limit::Prefix, counter("P", &format!("prefix:+{prefix}"))));
             }
-        };
+        }
+        if let Some(source) = source {
+            counters.push((Limit::SourceAddress, counter("I", &source.group())));
+        }
         ItemKeys {
             factor: format!("F#{user_id}#{factor_id}"),
             user: format!("U#{user_id}"),
             mismatches: format!("M#{user_id}#{factor_id}"),
-            budget: format!("B#{hour}"),
-            source: source.map(|s| format!("I#{}#{hour}", self.hash(&s.group()))),
-            destination,
-            prefix,
+            counters,
         }
     }
 }
 
-/// The keys of one request's items. The counters' keys end with their clock hour.
+/// The keys of one request's items: its timelines, and the clock-hour counters it can
+/// count in (each key ends with its hour): the budget always, the destination and a
+/// phone's prefix once the destination is known, the caller's address when API Gateway
+/// gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ItemKeys {
     pub factor: String,
     pub user: String,
     pub mismatches: String,
-    pub budget: String,
-    /// When API Gateway gave the caller's address.
-    pub source: Option<String>,
-    /// When the destination is known.
-    pub destination: Option<String>,
-    pub prefix: Option<String>,
+    pub counters: Vec<(Limit, String)>,
+}
+
+impl ItemKeys {
+    /// The key of the counter of `which` limit, if this request has one.
+    pub fn counter(&self, which: Limit) -> Option<&str> {
+        self.counters
+            .iter()
+            .find(|(limit, _)| *limit == which)
+            .map(|(_, key)| key.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -138,17 +143,11 @@ mod tests {
         for destination in &destinations {
             let source = SourceAddress::parse("203.0.113.7").unwrap();
             let keys = key("k").item_keys(&user, &factor, Some(destination), Some(&source), now);
-            let written = [
-                Some(&keys.factor),
-                Some(&keys.user),
-                Some(&keys.mismatches),
-                Some(&keys.budget),
-                keys.source.as_ref(),
-                keys.destination.as_ref(),
-                keys.prefix.as_ref(),
-            ];
-            assert!(keys.destination.is_some());
-            for key in written.into_iter().flatten() {
+            let mut written = vec![&keys.factor, &keys.user, &keys.mismatches];
+            written.extend(keys.counters.iter().map(|(_, key)| key));
+            assert!(keys.counter(Limit::Destination).is_some());
+            assert!(keys.counter(Limit::SourceAddress).is_some());
+            for key in written {
                 for part in personal {
                     assert!(!key.contains(part), "{key} holds {part}");
                 }

@@ -147,22 +147,22 @@ impl Guard {
             .key
             .item_keys(request.user_id(), request.factor_id(), None, source, now);
         let names_destination = request.destination().is_some();
-        let budget = self.limits.budget_applies(request.factor_type());
-        let source_key = keys
-            .source
-            .as_deref()
-            .filter(|_| self.limits.ip_limit_applies());
+        let counted = |which| {
+            keys.counter(which)
+                .filter(|_| self.limits.counts(which, request.factor_type()))
+        };
+        let (budget, address) = (counted(Limit::Budget), counted(Limit::SourceAddress));
         let mut wanted = vec![keys.factor.as_str(), keys.user.as_str()];
         wanted.extend(names_destination.then_some(keys.mismatches.as_str()));
-        wanted.extend(budget.then_some(keys.budget.as_str()));
-        wanted.extend(source_key);
+        wanted.extend(budget);
+        wanted.extend(address);
         let read = self.store.read(&wanted, deadline).await?;
         let snapshot = Snapshot {
             factor: read.timeline(&keys.factor),
             user: read.timeline(&keys.user),
             mismatches: names_destination.then(|| read.timeline(&keys.mismatches)),
-            budget: budget.then(|| read.counter(&keys.budget)),
-            source: source_key.map(|k| read.counter(k)),
+            budget: budget.map(|key| read.counter(key)),
+            source: address.map(|key| read.counter(key)),
         };
         if let Some(refusal) = refusal(&self.limits, &snapshot, now) {
             return Err(self.refused(refusal, now));
@@ -294,31 +294,17 @@ impl Guard {
         }
     }
 
-    /// The counters this resend counts in.
+    /// The counters this resend counts in, with their limits.
     fn counters(&self, keys: &ItemKeys, factor_type: FactorType) -> Vec<Counter> {
-        let l = &self.limits;
-        let budget = keys.budget.clone();
-        [
-            (
-                keys.destination.clone(),
-                l.destination_hourly_limit,
-                Limit::Destination,
-            ),
-            (keys.prefix.clone(), l.prefix_hourly_limit, Limit::Prefix),
-            (
-                l.budget_applies(factor_type).then_some(budget),
-                l.hourly_budget,
-                Limit::Budget,
-            ),
-            (
-                keys.source.clone().filter(|_| l.ip_limit_applies()),
-                l.ip_hourly_limit,
-                Limit::SourceAddress,
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(key, limit, which)| key.map(|key| Counter { key, limit, which }))
-        .collect()
+        keys.counters
+            .iter()
+            .filter(|(which, _)| self.limits.counts(*which, factor_type))
+            .map(|(which, key)| Counter {
+                key: key.clone(),
+                limit: self.limits.cap(*which),
+                which: *which,
+            })
+            .collect()
     }
 
     /// A counter's refusal: its clock hour is full.

@@ -1,5 +1,6 @@
 //! The guard's settings: where its table is, whether it fails open, and the limits.
 
+use super::rules::Limit;
 use crate::domain::FactorType;
 
 /// The limits, as configured (`config.rs` reads the variables; the defaults are here).
@@ -53,14 +54,26 @@ impl Limits {
             .min(self.cooldown_max_seconds.saturating_mul(1000))
     }
 
-    /// Whether the hourly budget counts this factor type (SMS and calls, when it is on).
-    pub fn budget_applies(&self, factor_type: FactorType) -> bool {
-        self.hourly_budget > 0 && factor_type != FactorType::Email
+    /// The cap of a clock-hour counter.
+    pub fn cap(&self, counter: Limit) -> u64 {
+        match counter {
+            Limit::Destination => self.destination_hourly_limit,
+            Limit::Prefix => self.prefix_hourly_limit,
+            Limit::Budget => self.hourly_budget,
+            Limit::SourceAddress => self.ip_hourly_limit,
+            Limit::Cooldown | Limit::UserDaily | Limit::Mismatches => u64::MAX,
+        }
     }
 
-    /// Whether the per-address cap is on.
-    pub fn ip_limit_applies(&self) -> bool {
-        self.ip_hourly_limit > 0
+    /// Whether a resend of `factor_type` counts in the clock-hour counter of `counter`:
+    /// the budget counts SMS and calls, and the budget and the per-address cap can be
+    /// turned off (0).
+    pub fn counts(&self, counter: Limit, factor_type: FactorType) -> bool {
+        match counter {
+            Limit::Budget => self.hourly_budget > 0 && factor_type != FactorType::Email,
+            Limit::SourceAddress => self.ip_hourly_limit > 0,
+            _ => true,
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
 };
@@ -203,35 +204,34 @@ impl Store {
         expires_at: u64,
         deadline: Instant,
     ) -> Result<Single<u64>, GuardError> {
-        let call = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key)))
-            .update_expression("ADD n :one SET expires_at = :exp")
+        let update = self
+            .update_counter(key, "ADD n :one SET expires_at = :exp")
             .condition_expression("attribute_not_exists(n) OR n < :limit")
             .expression_attribute_values(":one", num(1))
             .expression_attribute_values(":limit", num(limit))
             .expression_attribute_values(":exp", num(expires_at))
-            .return_values(ReturnValue::UpdatedNew)
-            .send();
-        let result = single(Self::call(deadline, call, "counter update").await?)?;
+            .return_values(ReturnValue::UpdatedNew);
+        let result = single(Self::call(deadline, update.send(), "counter update").await?)?;
         Ok(result.map(|output| counter(output.attributes())))
     }
 
     /// One less in the counter `key`, never below zero.
     pub async fn decrement(&self, key: &str, deadline: Instant) -> Result<Single<()>, GuardError> {
-        let call = self
-            .client
+        let update = self
+            .update_counter(key, "ADD n :minus")
+            .condition_expression("n > :zero")
+            .expression_attribute_values(":minus", num(-1))
+            .expression_attribute_values(":zero", num(0));
+        single(Self::call(deadline, update.send(), "counter update").await?).map(|s| s.map(drop))
+    }
+
+    /// An `UpdateItem` of the counter `key` by `expression`.
+    fn update_counter(&self, key: &str, expression: &str) -> UpdateItemFluentBuilder {
+        self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(key)))
-            .update_expression("ADD n :minus")
-            .condition_expression("n > :zero")
-            .expression_attribute_values(":minus", num(-1))
-            .expression_attribute_values(":zero", num(0))
-            .send();
-        single(Self::call(deadline, call, "counter update").await?).map(|s| s.map(drop))
+            .update_expression(expression)
     }
 
     /// Appends `at` to the timeline `key` (created when missing), with no condition.
