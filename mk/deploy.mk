@@ -1,8 +1,8 @@
 # Deploy checks: template.yaml (cfn-lint, sam validate --lint, policy), openapi.yaml, and
 # `sam build`. Included by the root Makefile (which defines PYTHON, BIN and `tools`).
 #
-#   make check-template   lint template.yaml, open, with a JWT and with the guard off, no
-#                         warnings (~1 min)
+#   make check-template   lint template.yaml, open (AllowAnonymous=true), with a JWT and
+#                         with the guard off, no warnings; check its Rules (~1 min)
 #   make check-openapi    validate openapi.yaml as OpenAPI 3.1 (~5 s)
 #   make check-deploy     `sam build` for x86_64, offline (release build: minutes)
 #   make build-arm64      `sam build` for arm64 (the default Architecture); needs the
@@ -26,8 +26,12 @@ CHECK_BUILD_DIR := .aws-sam/check-x86_64
 LINT_REGION := us-east-1
 
 # Parameter sets the template is linted with (values only need to match the patterns).
+# Each one must also pass the template's Rules (tools/check-template-policy.py): without
+# JwtIssuer and JwtAudience a deployment needs AllowAnonymous=true.
 DEPLOY_REQUIRED_PARAMS := OktaOrgUrl=https://example.okta.com \
   OktaSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:okta-resend/api-token-AbC123
+# An open route, on purpose.
+DEPLOY_OPEN_PARAMS := AllowAnonymous=true
 DEPLOY_JWT_PARAMS := JwtIssuer=https://example.okta.com/oauth2/default \
   JwtAudience=api://default,okta-resend-app \
   OktaSecretKmsKeyArn=arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab \
@@ -37,9 +41,12 @@ DEPLOY_JWT_PARAMS := JwtIssuer=https://example.okta.com/oauth2/default \
   GuardTableDeletionProtection=true GuardTablePointInTimeRecovery=true GuardFailOpen=true \
   ResendCooldownSeconds=60 ResendEmailCooldownSeconds=10 ResendCooldownMaxSeconds=3600 \
   ResendUserDailyLimit=20 ResendDestinationHourlyLimit=3 ResendPrefixHourlyLimit=10 \
-  ResendHourlyBudget=0 SentPerHourAlarmThreshold=100 Api5xxAlarm=true
-# The guard off: no table, no key secret, no DynamoDB permission.
-DEPLOY_GUARD_OFF_PARAMS := Guard=false
+  ResendHourlyBudget=0 ResendIpHourlyLimit=20 ResendMismatchLimit=1 \
+  SentPerHourAlarmThreshold=100 Api5xxAlarm=true
+# The guard off: no table, no key secret, no DynamoDB permission (behind a JWT: an open
+# route without the guard is what docs/security.md advises against).
+DEPLOY_GUARD_OFF_PARAMS := Guard=false JwtIssuer=https://example.okta.com/oauth2/default \
+  JwtAudience=api://default
 
 $(SAM_VENV)/.installed: tools/requirements-sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
@@ -55,16 +62,19 @@ $(LINT_VENV)/.installed: tools/requirements-lint.txt
 tools-deploy: $(SAM_VENV)/.installed $(LINT_VENV)/.installed
 
 ## The template as written (cfn-lint checks every Fn::If branch), then three copies with
-## the parameter defaults of a real deployment: open route; JWT + KMS key + alarm topic +
-## reserved concurrency + tuned guard limits; and the guard off (Guard=false). Any
-## cfn-lint match, warning or not, fails. The policy check then asserts the guard's
-## resources and permissions in each state (on for the first three, off for the last),
-## the alarms (Errors and Throttles always, the API's 5xx only in the JWT copy, which sets
-## Api5xxAlarm=true and an alarm topic) and that every log group outlives the stack.
+## the parameter defaults of a real deployment: open route (AllowAnonymous=true); JWT + KMS
+## key + alarm topic + reserved concurrency + tuned guard limits; and the guard off
+## (Guard=false, with a JWT). Any cfn-lint match, warning or not, fails. The policy check
+## then asserts the template's Rules (as written, its defaults without a JWT are refused,
+## AllowAnonymous=true or a JWT accepted; each copy is accepted), the guard's resources
+## and permissions in each state (on for the first three, off for the last), the alarms
+## (Errors and Throttles always, the API's 5xx only in the JWT copy, which sets
+## Api5xxAlarm=true and an alarm topic) and that every log group outlives the stack. The
+## template as written must be the policy check's first argument.
 LINT_COPIES := $(LINT_DIR)/open.json $(LINT_DIR)/jwt.json $(LINT_DIR)/guard-off.json
 check-template: $(SAM_VENV)/.installed
 	@mkdir -p $(LINT_DIR)
-	$(SAM_BIN)/python tools/template-with-defaults.py template.yaml $(LINT_DIR)/open.json $(DEPLOY_REQUIRED_PARAMS)
+	$(SAM_BIN)/python tools/template-with-defaults.py template.yaml $(LINT_DIR)/open.json $(DEPLOY_REQUIRED_PARAMS) $(DEPLOY_OPEN_PARAMS)
 	$(SAM_BIN)/python tools/template-with-defaults.py template.yaml $(LINT_DIR)/jwt.json $(DEPLOY_REQUIRED_PARAMS) $(DEPLOY_JWT_PARAMS)
 	$(SAM_BIN)/python tools/template-with-defaults.py template.yaml $(LINT_DIR)/guard-off.json $(DEPLOY_REQUIRED_PARAMS) $(DEPLOY_GUARD_OFF_PARAMS)
 	$(SAM_BIN)/cfn-lint --non-zero-exit-code informational -- template.yaml $(LINT_COPIES)

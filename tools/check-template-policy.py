@@ -1,19 +1,28 @@
 """Assert what template.yaml promises, on the CloudFormation that SAM generates from it.
 
-    python tools/check-template-policy.py TEMPLATE [TEMPLATE ...]
+    python tools/check-template-policy.py TEMPLATE [COPY ...]
+
+TEMPLATE is the template as written (template.yaml), each COPY the same template with a
+deployment's parameter values as its defaults (tools/template-with-defaults.py).
 
 cfn-lint and `sam validate --lint` check that a template is valid; this checks what it
 deploys, after the SAM transform (so a role or route SAM adds on its own would be caught):
+  * secure by default, from the template's Rules (Fn::Equals, Fn::Not, Fn::And, Fn::Or
+    and Ref evaluated over a parameter set, as CloudFormation does before it deploys):
+    TEMPLATE's defaults with the required parameters only (no JWT, no AllowAnonymous)
+    are refused, as is a half-set JWT pair; AllowAnonymous=true is accepted, and so is
+    JwtIssuer with JwtAudience; every COPY's own values are accepted (each is a
+    deployment that must go through);
   * the API has exactly one route, `POST /factors/resend` (no ANY, no {proxy+});
   * no IAM statement has a `*` resource or action, and no role gets a managed policy;
-  * the function: provided.al2023, bootstrap, 128 MB, a timeout above the 25 s ceiling
-    of OKTA_TIMEOUT_MS, JSON logs into its own log group, built with rust-cargolambda
-    for the okta-resend binary only;
+  * the function: provided.al2023, bootstrap, 128 MB, a timeout above the 20 s ceiling
+    of OKTA_TIMEOUT_MS (the OktaTimeoutMs parameter's MaxValue is that ceiling), JSON logs
+    into its own log group, built with rust-cargolambda for the okta-resend binary only;
   * the shared guard (the Guard parameter), as the template deploys with its defaults
     (each Fn::If resolved, resources whose Condition is false dropped): with Guard=true,
     one on-demand table keyed on pk (S) with a TTL on expires_at, one generated key
-    secret, the function's role allowed exactly dynamodb:GetItem, PutItem and UpdateItem
-    on that table's ARN alone and secretsmanager:GetSecretValue on the Okta secret and
+    secret, the function's role allowed exactly dynamodb:BatchGetItem, GetItem, PutItem
+    and UpdateItem on that table's ARN alone and secretsmanager:GetSecretValue on the Okta secret and
     the key secret alone, and RESEND_GUARD_TABLE / RESEND_GUARD_KEY_SECRET_ID naming
     them; with Guard=false, no table, no secret, no dynamodb action anywhere, and both
     variables empty. Both states need a copy of the template with those defaults
@@ -38,7 +47,9 @@ from cfnlint.decode import decode
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-OKTA_TIMEOUT_MAX_S = 25
+# OKTA_TIMEOUT_MS's ceiling (src/config.rs): a worst cold start (~5 s) plus it plus the
+# 0.5 s kept to answer stays under API Gateway's 29 to 30 s.
+OKTA_TIMEOUT_MAX_S = 20
 # The translator resolves pseudo parameters; any region does for these checks.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # The translator's metrics go nowhere here; do not warn that they were not published.
@@ -75,12 +86,14 @@ def every_branch(stmts):
 
 # ---------------------------------------------------------------- the template as deployed
 NO_VALUE = {"Ref": "AWS::NoValue"}
-GUARD_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+# The pre-check's BatchGetItem, a re-read (GetItem), the commit's TransactWriteItems
+# (authorised by PutItem) and the give-back's PutItem, the counters' conditional UpdateItem.
+GUARD_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 GUARD_VARIABLES = (
     "RESEND_GUARD_TABLE", "RESEND_GUARD_KEY_SECRET_ID", "RESEND_GUARD_FAIL_OPEN",
     "RESEND_COOLDOWN_SECONDS", "RESEND_EMAIL_COOLDOWN_SECONDS", "RESEND_COOLDOWN_MAX_SECONDS",
     "RESEND_USER_DAILY_LIMIT", "RESEND_DESTINATION_HOURLY_LIMIT", "RESEND_PREFIX_HOURLY_LIMIT",
-    "RESEND_HOURLY_BUDGET", "METRICS_NAMESPACE",
+    "RESEND_HOURLY_BUDGET", "RESEND_IP_HOURLY_LIMIT", "RESEND_MISMATCH_LIMIT", "METRICS_NAMESPACE",
 )
 
 
@@ -92,11 +105,12 @@ class Deployed:
     """Evaluates the template's conditions from its parameter defaults and resolves
     Fn::If, as CloudFormation does when the stack is deployed with those values."""
 
-    def __init__(self, template: dict):
+    def __init__(self, template: dict, overrides: dict | None = None):
         self.params = {
             name: str(p["Default"]).lower() if isinstance(p.get("Default"), bool) else str(p["Default"])
             for name, p in template.get("Parameters", {}).items() if "Default" in p
         }
+        self.params.update(overrides or {})
         self.raw_conditions = template.get("Conditions", {})
         self.conditions: dict[str, bool] = {}
 
@@ -149,6 +163,55 @@ class Deployed:
             name: self.resolve(res) for name, res in resources.items()
             if "Condition" not in res or self.condition(res["Condition"])
         }
+
+
+# ---------------------------------------------------------------- the template's Rules
+def refusals(template: dict, overrides: dict | None = None) -> list[str]:
+    """The AssertDescription of every Rules assertion that fails for the template's
+    parameter defaults with `overrides`, as CloudFormation refuses a stack before creating
+    anything. A rule whose RuleCondition is false asserts nothing. The rule functions used
+    here (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Ref) share the conditions' evaluator."""
+    deployed = Deployed(template, overrides)
+    failed = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not deployed.evaluate(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions", []):
+            if not deployed.evaluate(assertion["Assert"]):
+                failed.append(f"{name}: {assertion.get('AssertDescription', '(no description)')}")
+    return failed
+
+
+# Parameter sets for the template as written: (what, overrides, accepted). The required
+# parameters have no default; the rules must not depend on them.
+REQUIRED = {"OktaOrgUrl": "https://example.okta.com",
+            "OktaSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:okta-resend/api-token-AbC123"}
+JWT = {"JwtIssuer": "https://example.okta.com/oauth2/default", "JwtAudience": "api://default"}
+RULE_CASES = [
+    ("the defaults, no JWT, no AllowAnonymous", {}, False),
+    ("AllowAnonymous=true", {"AllowAnonymous": "true"}, True),
+    ("JwtIssuer and JwtAudience", JWT, True),
+    ("JwtIssuer and JwtAudience with AllowAnonymous=true", {**JWT, "AllowAnonymous": "true"}, True),
+    ("JwtIssuer alone", {"JwtIssuer": JWT["JwtIssuer"]}, False),
+    ("JwtIssuer alone with AllowAnonymous=true", {"JwtIssuer": JWT["JwtIssuer"], "AllowAnonymous": "true"}, False),
+    ("JwtAudience alone with AllowAnonymous=true", {"JwtAudience": JWT["JwtAudience"], "AllowAnonymous": "true"}, False),
+]
+
+
+def check_rules(template: dict, as_written: bool) -> list[str]:
+    try:
+        if not as_written:
+            return [f"this deployment's parameters are refused by the Rules: {r}" for r in refusals(template)]
+        problems = []
+        for what, overrides, accepted in RULE_CASES:
+            failed = refusals(template, {**REQUIRED, **overrides})
+            if accepted and failed:
+                problems.append(f"Rules refuse {what}, which must deploy: {failed}")
+            if not accepted and not failed:
+                problems.append(f"Rules accept {what}, which must be refused")
+        return problems
+    except (Unresolvable, KeyError, TypeError, ValueError) as err:
+        return [f"cannot evaluate the Rules: {err!r}"]
 
 
 def actions_of(stmt) -> list[str]:
@@ -354,11 +417,16 @@ def check_operations(template: dict, cfn: dict, fn_name: str) -> list[str]:
     return problems
 
 
-def check(path):
+def check(path, as_written: bool):
     problems = []
     source, matches = decode(path)
     if matches or source is None:
         return [str(m) for m in matches] or [f"{path}: cannot be read"]
+    problems += check_rules(source, as_written)
+    timeout_max = source.get("Parameters", {}).get("OktaTimeoutMs", {}).get("MaxValue")
+    if str(timeout_max) != str(OKTA_TIMEOUT_MAX_S * 1000):
+        problems.append(f"OktaTimeoutMs: MaxValue is {timeout_max!r}, expected {OKTA_TIMEOUT_MAX_S * 1000} "
+                        f"(OKTA_TIMEOUT_MS's ceiling)")
 
     fn_name, fn = next(
         (n, r) for n, r in source["Resources"].items() if r["Type"] == "AWS::Serverless::Function"
@@ -412,11 +480,12 @@ def check(path):
 
 
 def main(paths):
-    problems = [p for path in paths for p in check(path)]
+    problems = [p for i, path in enumerate(paths) for p in check(path, as_written=i == 0)]
     for p in problems:
         print(p, file=sys.stderr)
     if not problems:
-        print(f"{', '.join(paths)}: one POST /factors/resend route, no '*' in IAM, function as specified, "
+        print(f"{', '.join(paths)}: Rules refuse an anonymous deployment unless AllowAnonymous=true "
+              f"(every copy accepted), one POST /factors/resend route, no '*' in IAM, function as specified, "
               f"guard table and key access exactly as specified (or absent with Guard=false), "
               f"Errors and Throttles alarms (5xx with Api5xxAlarm=true), log groups retained")
     return 1 if problems else 0
