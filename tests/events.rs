@@ -18,19 +18,31 @@ async fn each_sample_event_gets_the_answer_in_the_manifest() {
         .await
         .unwrap();
     let manifest = manifest();
-    // One App per configuration, all against the one sandbox, as make demo runs them.
-    let apps: HashMap<String, App> = manifest
+    // A configuration marked `guard` runs with the shared guard, on a table of its own in
+    // moto, at a fixed clock (its cases rely on one another within one clock hour).
+    let moto = manifest
         .configs
-        .iter()
-        .map(|(name, config)| {
-            let vars: Vec<(&str, &str)> = config
-                .env
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            (name.clone(), common::app_with(&sandbox.url, &vars))
-        })
-        .collect();
+        .values()
+        .any(|config| config.guard)
+        .then(common::Moto::start);
+    let clock = common::TestClock::at_an_hour();
+    // One App per configuration, all against the one sandbox, as make demo runs them.
+    let mut apps: HashMap<String, App> = HashMap::new();
+    for (name, config) in &manifest.configs {
+        let vars: Vec<(&str, &str)> = config
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let app = match moto.as_ref().filter(|_| config.guard) {
+            Some(moto) => {
+                let table = moto.create_guard_table();
+                common::app_with_guard(&sandbox.url, &moto.endpoint, &table, &clock, &vars).await
+            }
+            None => common::app_with(&sandbox.url, &vars),
+        };
+        apps.insert(name.clone(), app);
+    }
 
     for case in &manifest.cases {
         let config = case.config.as_deref().unwrap_or("default");

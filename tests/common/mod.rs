@@ -479,6 +479,10 @@ pub struct Manifest {
 #[derive(serde::Deserialize)]
 pub struct ManifestConfig {
     pub env: std::collections::HashMap<String, String>,
+    /// Its cases need the shared guard: tests/events.rs gives this config's App one (make
+    /// demo runs every function with it).
+    #[serde(default)]
+    pub guard: bool,
 }
 
 #[derive(serde::Deserialize)]
