@@ -11,14 +11,17 @@ DynamoDB (as deployed), and calling the local Okta sandbox. Reports:
                      secret and the guard's key read)
   first invocation   the first request after init (new TLS-free connection to the sandbox)
   warm invocations   median and p99 of the following requests (guard on, factor check on)
+  CPU                user + system time of the function process at init and per warm request
+                     (from /proc; what Lambda bills at 128 MB, where 1 ms of CPU is about
+                     14 ms of wall time), and what the guard's DynamoDB calls add
   peak RSS           VmHWM of the function process at the end
   factor check off   the same warm figures with VERIFY_FACTOR=false: what the check costs
   guard off          the same warm figures without RESEND_GUARD_TABLE: what the guard costs
-                     (its pre-check read and its commit transaction, against moto)
+                     (its pre-check read and its commit, against moto)
 
-Every warm invocation is for one user and one number (a new factor each time, so no
-cooldown applies): the bench raises the guard's per-user, per-number and per-prefix caps
-(scripts/stack.py, GENEROUS_LIMITS) and the hourly budget (BENCH_BUDGET) so that none
+Every warm invocation is for one user and one number, from one source address (a new
+factor each time, so no cooldown applies): the bench raises the guard's per-user,
+per-number, per-prefix and per-address caps (scripts/stack.py, GENEROUS_LIMITS) and the hourly budget (BENCH_BUDGET) so that none
 refuses, while every one of them is still checked and counted.
 
 Numbers are wall-clock on this machine and loopback services: compare runs, do not read
@@ -131,6 +134,19 @@ def peak_rss_kib(pid: int) -> int | None:
     return None
 
 
+def cpu_ms(pid: int) -> float:
+    """The CPU time the process's threads have run so far, in ms: the sum over
+    /proc/PID/task/*/schedstat of their run time in nanoseconds (utime and stime in
+    /proc/PID/stat count 10 ms ticks, too coarse for an init of a few ms)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile
+    return total / 1e6
+
+
 def run_function(stack: Stack, name: str, extra_env: dict, factor_prefix: str) -> dict:
     """Starts the bootstrap against its own Runtime API with `extra_env`, then times init,
     the first invocation and WARM_INVOCATIONS more, each for a new factor (no cooldown)."""
@@ -162,16 +178,19 @@ def run_function(stack: Stack, name: str, extra_env: dict, factor_prefix: str) -
         if runtime.init_error:
             raise StackError(f"init failed: {runtime.init_error}")
         init_ms = (runtime.first_next - started) * 1000
+        init_cpu = cpu_ms(proc.pid)
 
         first_s, reply = runtime.invoke(sms_event(f"{factor_prefix}000000"))
         if reply.get("statusCode") != 200:
             raise StackError(f"first invocation answered {reply}")
+        warm_cpu_start = cpu_ms(proc.pid)
         warm = []
         for i in range(WARM_INVOCATIONS):
             seconds, reply = runtime.invoke(sms_event(f"{factor_prefix}{i + 1:06d}"))
             if reply.get("statusCode") != 200:
                 raise StackError(f"warm invocation {i} answered {reply}")
             warm.append(seconds * 1000)
+        warm_cpu = cpu_ms(proc.pid) - warm_cpu_start
         rss = peak_rss_kib(proc.pid)
     finally:
         runtime.server.shutdown()
@@ -182,6 +201,8 @@ def run_function(stack: Stack, name: str, extra_env: dict, factor_prefix: str) -
         "warm_median_ms": round(statistics.median(warm), 2),
         "warm_p99_ms": round(warm[int(len(warm) * 0.99) - 1], 2),
         "warm_invocations": len(warm),
+        "init_cpu_ms": round(init_cpu, 1),
+        "warm_cpu_us_per_request": round(warm_cpu * 1000 / len(warm)),
         "peak_rss_kib": rss,
     }
 
@@ -218,6 +239,7 @@ def main() -> int:
     # and what the factor check adds (one more Okta call on the kept-alive connection).
     results["guard_cost_warm_median_ms"] = round(results["warm_median_ms"] - unguarded["warm_median_ms"], 2)
     results["factor_check_cost_warm_median_ms"] = round(unguarded["warm_median_ms"] - bare["warm_median_ms"], 2)
+    results["guard_cost_cpu_us_per_request"] = results["warm_cpu_us_per_request"] - unguarded["warm_cpu_us_per_request"]
     (DEV / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     rss = results["peak_rss_kib"]
     print(f"""
@@ -226,6 +248,7 @@ okta-resend release bootstrap ({BOOTSTRAP.relative_to(ROOT)})
   init                 {results['init_ms']} ms  (start -> first /next: config, SDK, both secrets read from moto)
   first invocation     {results['first_invocation_ms']} ms
   warm invocations     median {results['warm_median_ms']} ms, p99 {results['warm_p99_ms']} ms  ({results['warm_invocations']} requests; guard on, factor check on)
+  CPU                  init {results['init_cpu_ms']} ms; {results['warm_cpu_us_per_request']} us per warm request (guard off: {unguarded['warm_cpu_us_per_request']} us, and factor check off: {bare['warm_cpu_us_per_request']} us; the guard's DynamoDB calls cost {results['guard_cost_cpu_us_per_request']} us a request)
   peak RSS             {rss / 1024 if rss else float('nan'):.1f} MiB
   guard off            warm median {unguarded['warm_median_ms']} ms, p99 {unguarded['warm_p99_ms']} ms (no RESEND_GUARD_TABLE; the guard costs {results['guard_cost_warm_median_ms']} ms at the median, against moto)
   and factor check off warm median {bare['warm_median_ms']} ms, p99 {bare['warm_p99_ms']} ms (VERIFY_FACTOR=false too; the factor check costs {results['factor_check_cost_warm_median_ms']} ms at the median)
