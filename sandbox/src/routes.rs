@@ -3,7 +3,7 @@
 //! A code always goes to the factor's enrolled profile; the resend body is only validated.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
@@ -19,7 +19,9 @@ use serde_json::{Map, Value, json};
 
 use crate::faults::Fault;
 use crate::profile;
-use crate::state::{Factor, Kind, SEED_USER, Sandbox, Status, known_user, unique_id};
+use crate::state::{
+    ACTIVATION_ATTEMPTS, Factor, Kind, SEED_USER, Sandbox, Status, known_user, unique_id,
+};
 
 type Shared = Arc<Sandbox>;
 
@@ -184,6 +186,7 @@ async fn get_factor(
 async fn resend(
     State(sandbox): State<Shared>,
     Path((uid, fid)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -191,6 +194,12 @@ async fn resend(
         Ok(found) => found,
         Err(response) => return *response,
     };
+    // Okta documents `templateId` (a custom SMS template's id) as used by sms factors
+    // only, and says nothing of a malformed one or of call and email: recorded as given
+    // (the first if repeated), never refused.
+    let template_id = query
+        .into_iter()
+        .find_map(|(name, value)| (name == "templateId").then_some(value));
     let valid = validate_resend(kind, &received);
     let cooldown = sandbox.cooldown(kind);
     let code = sandbox.next_code();
@@ -199,14 +208,15 @@ async fn resend(
     sandbox.with_factor(&uid, &fid, kind, |f| {
         f.resend_requests += 1;
         f.last_request = Some(received);
+        f.template_id = template_id;
         if let Err(cause) = valid {
             return okta_error("E0000001", &[&cause]);
         }
         if f.status == Status::Active {
             return okta_error("E0000001", &["factor: the factor is already active"]);
         }
-        if f.activation_locked(now) {
-            return okta_error("E0000047", &["activation attempts exceeded"]);
+        if let Some(wait) = f.resend_locked(now) {
+            return activation_limited(wait);
         }
         if f.last_sent
             .is_some_and(|t| now.duration_since(t) < cooldown)
@@ -281,13 +291,23 @@ fn is_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Okta's activate: the current code (the latest sent, else the enrollment's) makes the
+/// factor `ACTIVE`. Five attempts that check a code per five minutes, sliding; a refused
+/// attempt is not counted, so the limit lifts when the oldest counted one is five minutes
+/// old.
 async fn activate(
     State(sandbox): State<Shared>,
     Path((uid, fid)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (kind, received) = match lookup_with_body(&uid, &fid, &body) {
+    // The spec does not require a body: none is an empty object, hence no passCode.
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &body
+    };
+    let (kind, received) = match lookup_with_body(&uid, &fid, body) {
         Ok(found) => found,
         Err(response) => return *response,
     };
@@ -295,23 +315,47 @@ async fn activate(
     let base = base_url(&headers);
     let now = Instant::now();
     sandbox.with_factor(&uid, &fid, kind, |f| {
+        // Undocumented by Okta: kept as a validation error, no attempt counted.
         if f.status == Status::Active {
             return okta_error("E0000001", &["factor: the factor is already active"]);
         }
+        if let Some(wait) = f.activation_wait(now) {
+            f.activation_exceeded = true;
+            return activation_limited(wait);
+        }
+        let Some(code) = pass_code else {
+            return okta_error("E0000001", &["passCode: required"]);
+        };
         f.activation_attempts.push(now);
-        if f.activation_locked(now) {
-            return okta_error("E0000047", &["activation attempts exceeded"]);
+        if code != f.code {
+            return okta_error(
+                "E0000068",
+                &["Your passcode doesn't match our records. Please try again."],
+            );
         }
-        match pass_code {
-            None => okta_error("E0000001", &["passCode: required"]),
-            Some(code) if code != f.code => okta_error("E0000068", &[]),
-            Some(_) => {
-                f.status = Status::Active;
-                f.last_updated = SystemTime::now();
-                Json(factor_json(&base, &uid, &fid, f)).into_response()
-            }
-        }
+        f.status = Status::Active;
+        f.last_updated = SystemTime::now();
+        Json(factor_json(&base, &uid, &fid, f)).into_response()
     })
+}
+
+/// `429 E0000047` for the activation limit (Okta documents the 429, not its errorCode),
+/// with rate-limit headers for that limit: it resets when the oldest attempt is five
+/// minutes old, `wait` from now (rounded up to the second).
+fn activation_limited(wait: Duration) -> Response {
+    let reset = (SystemTime::now() + wait)
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+    let mut response = okta_error("E0000047", &[]);
+    let h = response.headers_mut();
+    for (name, value) in [
+        ("x-rate-limit-limit", ACTIVATION_ATTEMPTS.to_string()),
+        ("x-rate-limit-remaining", "0".to_owned()),
+        ("x-rate-limit-reset", reset.to_string()),
+    ] {
+        h.insert(name, HeaderValue::from_str(&value).expect("digits"));
+    }
+    response
 }
 
 /// The factor as Okta shows it: its enrolled profile, masked for a `…Masked…` factor id;
@@ -332,7 +376,12 @@ fn factor_json(base: &str, uid: &str, fid: &str, f: &Factor) -> Value {
     } else {
         links.insert("verify".into(), link(format!("{this}/verify"), "POST"));
     }
-    links.insert("self".into(), link(this.clone(), "GET"));
+    let mut this_link = link(this, "GET");
+    if f.status == Status::Active {
+        // As in Okta's activate examples: an active factor can be deleted.
+        this_link["hints"]["allow"] = json!(["GET", "DELETE"]);
+    }
+    links.insert("self".into(), this_link);
     links.insert("user".into(), link(user, "GET"));
     json!({
         "id": fid,

@@ -155,16 +155,37 @@ pub struct Factor {
     /// Every resend call that reached this factor with a JSON body, accepted or not.
     pub resend_requests: u64,
     pub last_request: Option<Value>,
-    /// Activation attempts (refused ones included) inside the last five minutes.
+    /// The `templateId` query parameter of the latest resend recorded in `last_request`
+    /// (`None` when that resend had none), as received: Okta uses it only for sms.
+    pub template_id: Option<String>,
+    /// Activation attempts that checked a code (right or wrong), newest last; those older
+    /// than [`ACTIVATION_WINDOW`] are dropped as they are met.
     pub activation_attempts: Vec<Instant>,
+    /// An attempt was refused for the activation limit and the window is still full:
+    /// resend is refused too until the oldest attempt leaves the window.
+    pub activation_exceeded: bool,
 }
 
 impl Factor {
-    /// Drops old activation attempts; true when the activation limit has been exceeded.
-    pub fn activation_locked(&mut self, now: Instant) -> bool {
+    /// Okta's sliding activation limit at `now`: `None` while another attempt is allowed,
+    /// else how long until the oldest attempt leaves the window.
+    pub fn activation_wait(&mut self, now: Instant) -> Option<Duration> {
         self.activation_attempts
-            .retain(|t| now.duration_since(*t) < ACTIVATION_WINDOW);
-        self.activation_attempts.len() > ACTIVATION_ATTEMPTS
+            .retain(|t| now.saturating_duration_since(*t) < ACTIVATION_WINDOW);
+        if self.activation_attempts.len() < ACTIVATION_ATTEMPTS {
+            self.activation_exceeded = false;
+            return None;
+        }
+        let oldest = self.activation_attempts[0];
+        Some(ACTIVATION_WINDOW - now.saturating_duration_since(oldest))
+    }
+
+    /// Whether resend is refused for the activation limit: only once it was exceeded (an
+    /// attempt past it was refused), and while it holds; `Some` wait as for
+    /// [`Self::activation_wait`].
+    pub fn resend_locked(&mut self, now: Instant) -> Option<Duration> {
+        let wait = self.activation_wait(now)?;
+        self.activation_exceeded.then_some(wait)
     }
 
     /// A code goes out with `code`: to the enrolled profile, whatever the resend body said.
@@ -188,6 +209,13 @@ impl Factor {
         self.last_updated = SystemTime::now();
     }
 
+    fn attempts_in_window(&self, now: Instant) -> usize {
+        self.activation_attempts
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) < ACTIVATION_WINDOW)
+            .count()
+    }
+
     /// What the control endpoint shows: the profile unmasked, since that is where the codes
     /// really go, whatever Okta's answers show.
     pub fn snapshot(&self, user_id: &str, factor_id: &str) -> Value {
@@ -201,8 +229,9 @@ impl Factor {
             "sentTo": self.sent_to,
             "code": self.code,
             "resendRequests": self.resend_requests,
-            "activationAttempts": self.activation_attempts.len(),
+            "activationAttempts": self.attempts_in_window(Instant::now()),
             "lastRequest": self.last_request,
+            "templateId": self.template_id,
         })
     }
 }
@@ -291,7 +320,9 @@ impl Sandbox {
                     sent_to: Vec::new(),
                     resend_requests: 0,
                     last_request: None,
+                    template_id: None,
                     activation_attempts: Vec::new(),
+                    activation_exceeded: false,
                 }
             });
         f(factor)
@@ -322,4 +353,28 @@ pub fn unique_id(prefix: &str) -> String {
 /// A poisoned lock only means another request panicked; the data is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_activation_limit_slides_with_the_oldest_attempt() {
+        let sandbox = Sandbox::new(Config::new("t"));
+        sandbox.with_factor(SEED_USER, SEED_SMS, Kind::Sms, |f| {
+            let start = Instant::now();
+            let secs = |s| start + Duration::from_secs(s);
+            f.activation_attempts = (0..5).map(|i| secs(10 * i)).collect();
+            assert_eq!(f.resend_locked(secs(45)), None, "full, not exceeded yet");
+            assert_eq!(f.activation_wait(secs(45)), Some(Duration::from_secs(255)));
+            f.activation_exceeded = true;
+            assert_eq!(f.resend_locked(secs(299)), Some(Duration::from_secs(1)));
+            // The oldest leaves the window: one attempt is allowed again, resend too.
+            assert_eq!(f.activation_wait(secs(300)), None);
+            assert_eq!(f.activation_attempts.len(), 4);
+            assert!(!f.activation_exceeded);
+            assert_eq!(f.resend_locked(secs(300)), None);
+        });
+    }
 }

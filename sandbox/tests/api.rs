@@ -127,6 +127,12 @@ impl Sandbox {
         let state: Value = self.state(uid, fid).await.json().await.unwrap();
         state["code"].as_str().unwrap().to_owned()
     }
+
+    /// The current code of a factor no request has reached yet: Okta's GET makes it.
+    async fn current_code_after_get(&self, uid: &str, fid: &str) -> String {
+        self.factor(uid, fid).await;
+        self.current_code(uid, fid).await
+    }
 }
 
 /// The status and Okta errorCode of an error answer.
@@ -880,5 +886,138 @@ async fn put_refuses_unknown_factors_and_users_and_bad_bodies() {
             StatusCode::NOT_FOUND,
             "a refused PUT creates nothing: {body}"
         );
+    }
+}
+
+/// A six-digit code that is not `code`.
+fn other_than(code: &str) -> &'static str {
+    if code == "000000" { "000001" } else { "000000" }
+}
+
+#[tokio::test]
+async fn activate_with_the_current_code_makes_the_factor_active() {
+    let sb = default_sandbox().await;
+    let sent = sb.resend(SEED_USER, SEED_SMS, &body_for(SEED_SMS)).await;
+    assert_eq!(sent.status(), StatusCode::OK);
+    let code = sb.current_code(SEED_USER, SEED_SMS).await;
+    let wrong = sb.activate(SEED_USER, SEED_SMS, other_than(&code)).await;
+    assert_eq!(error_of(wrong).await, (403, "E0000068".into()));
+    let none = sb
+        .post(SEED_USER, SEED_SMS, "/lifecycle/activate", "")
+        .await;
+    assert_eq!(
+        error_of(none).await,
+        (400, "E0000001".into()),
+        "no passCode"
+    );
+
+    let response = sb.activate(SEED_USER, SEED_SMS, &code).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key("x-okta-request-id"));
+    let factor: Value = response.json().await.unwrap();
+    assert_eq!(factor["id"], SEED_SMS);
+    assert_eq!(factor["factorType"], "sms");
+    assert_eq!(factor["status"], "ACTIVE");
+    assert_eq!(factor["profile"], json!({"phoneNumber": ENROLLED_PHONE}));
+    let links = factor["_links"].as_object().unwrap();
+    let mut rels: Vec<&str> = links.keys().map(String::as_str).collect();
+    rels.sort_unstable();
+    assert_eq!(rels, ["self", "user", "verify"]);
+    assert_eq!(links["self"]["hints"]["allow"], json!(["GET", "DELETE"]));
+
+    assert_eq!(sb.factor(SEED_USER, SEED_SMS).await["status"], "ACTIVE");
+    let state = sb.snapshot(SEED_USER, SEED_SMS).await;
+    assert_eq!(
+        (&state["status"], &state["activationAttempts"]),
+        (&json!("ACTIVE"), &json!(2))
+    );
+    let resend = sb.resend(SEED_USER, SEED_SMS, &body_for(SEED_SMS)).await;
+    assert_eq!(error_of(resend).await, (400, "E0000001".into()));
+    let again = sb.activate(SEED_USER, SEED_SMS, &code).await;
+    assert_eq!(
+        error_of(again).await,
+        (400, "E0000001".into()),
+        "already active"
+    );
+}
+
+#[tokio::test]
+async fn a_sixth_activation_in_five_minutes_is_429_for_that_factor_only() {
+    let sb = default_sandbox().await;
+    let fid = "smsActivationLimit01";
+    let code = sb.current_code_after_get(SEED_USER, fid).await;
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for attempt in 1..=5 {
+        let r = sb.activate(SEED_USER, fid, other_than(&code)).await;
+        assert_eq!(
+            error_of(r).await,
+            (403, "E0000068".into()),
+            "attempt {attempt}"
+        );
+    }
+    // The sixth is refused even with the right code, and not counted.
+    let r = sb.activate(SEED_USER, fid, &code).await;
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(header(&r, "x-rate-limit-limit"), "5");
+    assert_eq!(header(&r, "x-rate-limit-remaining"), "0");
+    let reset: u64 = header(&r, "x-rate-limit-reset").parse().unwrap();
+    assert!(
+        (before + 300..=after + 301).contains(&reset),
+        "reset {reset}: when the first attempt is five minutes old"
+    );
+    assert_eq!(error_of(r).await, (429, "E0000047".into()));
+    // From then on resend is refused too, with the same limit.
+    let r = sb.resend(SEED_USER, fid, &body_for(fid)).await;
+    let again: u64 = header(&r, "x-rate-limit-reset").parse().unwrap();
+    assert!(again.abs_diff(reset) <= 1, "{again} {reset}");
+    assert_eq!(error_of(r).await, (429, "E0000047".into()));
+    let state = sb.snapshot(SEED_USER, fid).await;
+    assert_eq!(
+        (state["activationAttempts"].as_u64(), state["sent"].as_u64()),
+        (Some(5), Some(0))
+    );
+    assert_eq!(state["status"], "PENDING_ACTIVATION");
+
+    // Another factor of the same user has its own five attempts.
+    let other = "smsActivationLimit02";
+    let code = sb.current_code_after_get(SEED_USER, other).await;
+    let r = sb.activate(SEED_USER, other, &code).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn resend_records_the_template_id_okta_received() {
+    let mut config = Config::new(TOKEN);
+    config.sms_cooldown = Duration::ZERO;
+    let sb = start(config).await;
+    let id = "cstk2flOtuCMDJK4b0g3";
+    // The last resend's, or null when it had none. Okta documents no format for it and no
+    // refusal: a malformed one, and one on a call or email factor, are recorded as given.
+    for (fid, query, recorded) in [
+        (SEED_SMS, String::new(), Value::Null),
+        (SEED_SMS, format!("?templateId={id}"), json!(id)),
+        (SEED_SMS, String::new(), Value::Null),
+        (
+            SEED_SMS,
+            "?templateId=not%20an%20id&templateId=x".into(),
+            json!("not an id"),
+        ),
+        (SEED_SMS, "?templateId=".into(), json!("")),
+        (SEED_CALL, format!("?templateId={id}"), json!(id)),
+        (SEED_EMAIL, format!("?templateId={id}"), json!(id)),
+    ] {
+        let body = body_for(fid).to_string();
+        let r = sb
+            .post(SEED_USER, fid, &format!("/resend{query}"), &body)
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{fid}{query}");
+        let state = sb.snapshot(SEED_USER, fid).await;
+        assert_eq!(state["templateId"], recorded, "{fid}{query}");
     }
 }
