@@ -3,9 +3,10 @@
 and okta-resend under `cargo lambda watch`, all on 127.0.0.1.
 
     stack.py dev    bring the stack up, print how to call it, run until Ctrl-C
-    stack.py demo   bring it up, send every sample event and a few HTTP calls (both listed
-                    in events/manifest.json), print a table, bring it down; exit 1 when any
-                    answer differs from the manifest
+    stack.py demo   bring it up, send every sample event, a few HTTP calls and the whole
+                    verification screen (resend, a wrong code, the right code read from the
+                    sandbox, resend again; all listed in events/manifest.json), print a table,
+                    bring it down; exit 1 when any answer differs from the manifest
 
 Everything started here is stopped on exit, on Ctrl-C and on failure half-way. Logs and
 state go under .dev/ in the repository.
@@ -280,8 +281,11 @@ class Stack:
         if self.quiet_function:
             # demo: one fixed build; dev keeps cargo lambda watch's own reloading.
             argv.append("--ignore-changes")
-        for key, value in env_vars.items():
-            argv += ["--env-var", f"{key}={value}"]
+        # In a file, one KEY=VALUE a line: --env-var would split a value at its commas
+        # (RESEND_ALLOWED_TEMPLATE_IDS is a comma-separated list).
+        env_file = DEV / f"env-{name}"
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in env_vars.items()))
+        argv += ["--env-file", env_file]
         env = without_max_concurrency(dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"))
         log = f".dev/logs/{name}.log"
         proc = self.spawn(name, argv, env=env, cwd=ROOT, **({} if self.quiet_function else {"stdout": None, "stderr": None}))
@@ -326,14 +330,18 @@ class Stack:
         # REST v1 answers carry their headers in multiValueHeaders.
         headers = {k: v[0] for k, v in (reply.get("multiValueHeaders") or {}).items() if v}
         headers.update(reply.get("headers") or {})
-        self.record(f"invoke {event_file}", status, headers, body)
+        event = json.loads((ROOT / "events" / event_file).read_text())
+        self.record(f"invoke {event_file}", route_of(event.get("rawPath") or event.get("path") or ""),
+                    status, headers, body)
         return status, answer_code(status, body)
 
-    def curl(self, method: str, path: str, body: dict | str | None, content_type: str = "application/json"):
-        """Sends a real HTTP request to the function URL with curl."""
+    def curl(self, method: str, path: str, body: dict | str | None, content_type: str = "application/json",
+             base_url: str | None = None):
+        """Sends a real HTTP request with curl to the function URL (the stack's function, or
+        the one at `base_url`)."""
         header_file = DEV / "curl-headers.txt"
         argv = ["curl", "-s", "-D", header_file, "-o", "-", "-w", "\n%{http_code}", "-X", method,
-                f"{self.function_url}{path}"]
+                f"{base_url or self.function_url}{path}"]
         if body is not None:
             argv += ["-H", f"Content-Type: {content_type}", "--data-binary",
                      body if isinstance(body, str) else json.dumps(body)]
@@ -346,13 +354,29 @@ class Stack:
                 name, sep, value = line.partition(":")
                 if sep:
                     headers[name.strip().lower()] = value.strip()
-        self.record(f"curl {method} {path}", status, headers, text)
+        self.record(f"curl {method} {path}", route_of(path), status, headers, text)
         return status, answer_code(status, text)
 
-    def record(self, name: str, status, headers: dict, body: str) -> None:
-        """Keeps every answer for the conformance check against openapi.yaml."""
+    def record(self, name: str, route: str, status, headers: dict, body: str) -> None:
+        """Keeps every answer, with the route it was for, for the conformance check against
+        openapi.yaml."""
         with open(DEV / "answers.jsonl", "a") as f:
-            f.write(json.dumps({"name": name, "status": status, "headers": headers, "body": body}) + "\n")
+            f.write(json.dumps({"name": name, "route": route, "status": status, "headers": headers,
+                                "body": body}) + "\n")
+
+    def sandbox_factor(self, user_id: str, factor_id: str) -> dict:
+        """The sandbox's control view of a factor (sandbox/README.md): its status and the
+        code it would accept now."""
+        status, body = http("GET", f"{self.okta_url}/sandbox/factors/{factor_id}?userId={user_id}")
+        if status != 200:
+            raise StackError(f"the sandbox does not show factor {factor_id} of {user_id}: {status} {body[:200]!r}")
+        return json.loads(body)
+
+
+def route_of(path: str) -> str:
+    """The route an answer is documented on in openapi.yaml: the activate route's, or the
+    resend route's (also for any other path, whose 404 both document)."""
+    return "/factors/activate" if path.rstrip("/").endswith("/factors/activate") else "/factors/resend"
 
 
 def answer_code(status, body: str) -> str:
@@ -372,13 +396,26 @@ USER = "00ub0oNGTSWTBKOLGLNR"
 HOUR_MARGIN_S = 120
 
 
+def screen_body(stack: Stack, body: dict) -> dict:
+    """A screen step's body with `{code}` (the code the sandbox's factor accepts now) and
+    `{wrongCode}` (that code with every digit changed, so never the right one) filled in;
+    the factor is the one the body names."""
+    if not any(v in ("{code}", "{wrongCode}") for v in body.values()):
+        return body
+    code = stack.sandbox_factor(body["userId"], body["factorId"])["code"]
+    wrong = "".join(str((int(d) + 5) % 10) for d in code)
+    return {k: code if v == "{code}" else wrong if v == "{wrongCode}" else v for k, v in body.items()}
+
+
 def demo(stack: Stack, conformance: bool) -> int:
     (DEV / "answers.jsonl").unlink(missing_ok=True)
     manifest = json.loads((ROOT / "events" / "manifest.json").read_text())
+    screen = manifest.get("screen", {"steps": []})
     rows = []
     # One function per configuration the manifest names (the default one is the stack's).
     ports = {"default": stack.port}
-    for config in sorted({case.get("config", "default") for case in manifest["cases"]} - {"default"}):
+    named = {case.get("config", "default") for case in manifest["cases"]} | {screen.get("config", "default")}
+    for config in sorted(named - {"default"}):
         ports[config] = stack.start_function(manifest["configs"][config]["env"], name=f"function-{config}")
     left = 3600 - time.time() % 3600
     if left < HOUR_MARGIN_S:
@@ -394,6 +431,13 @@ def demo(stack: Stack, conformance: bool) -> int:
         status, code = stack.curl(case["method"], case["path"], case.get("body"),
                                   case.get("contentType", "application/json"))
         rows.append((case["name"], case["status"], case["code"], status, code))
+    # The verification screen, step by step with curl, on its configuration's function.
+    screen_url = f"http://127.0.0.1:{ports[screen.get('config', 'default')]}/lambda-url/{FUNCTION}"
+    for step in screen["steps"]:
+        time.sleep(step.get("waitSeconds", 0))
+        status, code = stack.curl(step.get("method", "POST"), step["path"], screen_body(stack, step["body"]),
+                                  base_url=screen_url)
+        rows.append((f"screen: {step['name']}", step["status"], step["code"], status, code))
 
     width = max(len(r[0]) for r in rows)
     print(f"\n{'request':<{width}}  expected                      got")
@@ -419,6 +463,10 @@ def dev(stack: Stack) -> int:
     factors = stack.sandbox.get("factors", {})
     sms = factors.get("sms", "sms2gt8gzgEBPUWBIFHN")
     body = json.dumps({"userId": user, "factorId": sms, "factorType": "sms", "phoneNumber": "+1 555 415 1337"})
+    # The activation's body, with the code the sandbox would accept now spliced in by the shell.
+    activate = json.dumps({"userId": user, "factorId": sms, "passCode": "CODE"}).replace("CODE", "'\"$CODE\"'")
+    code_of = (f"curl -s '{stack.okta_url}/sandbox/factors/{sms}?userId={user}' | "
+               "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"code\"])'")
     front = ("\n                 through the DynamoDB front (OKTA_RESEND_DYNAMO_FRONT=1): overlapping requests "
              "meet DynamoDB's conflict rules" if stack.dynamo_front else "")
     limits = ("the defaults (OKTA_RESEND_REAL_LIMITS=1)" if stack.real_limits else
@@ -435,6 +483,12 @@ okta-resend is running locally.
 Try it (paste into another terminal):
 
   curl -i -X POST {stack.function_url}/factors/resend -H 'Content-Type: application/json' -d {shlex.quote(body)}
+
+Then type the code "sent" (the sandbox shows it) to activate the factor: the screen is done, and
+a resend, once its cooldown has passed, answers 409 factor_not_pending:
+
+  CODE=$({code_of})
+  curl -i -X POST {stack.function_url}/factors/activate -H 'Content-Type: application/json' -d '{activate}'
 
   PATH="$PWD/.venv/bin:$PATH" cargo lambda invoke {FUNCTION} -A 127.0.0.1 -P {stack.port} --data-file events/apigw-v2-email.json
 

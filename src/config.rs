@@ -3,7 +3,7 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::domain::OrgUrl;
+use crate::domain::{OktaId, OrgUrl};
 use crate::guard::{GuardSettings, Limits};
 use crate::policy::{DestinationPolicy, PhonePrefix};
 
@@ -26,6 +26,8 @@ pub const PREFIX_HOURLY_LIMIT_VAR: &str = "RESEND_PREFIX_HOURLY_LIMIT";
 pub const HOURLY_BUDGET_VAR: &str = "RESEND_HOURLY_BUDGET";
 pub const IP_HOURLY_LIMIT_VAR: &str = "RESEND_IP_HOURLY_LIMIT";
 pub const MISMATCH_LIMIT_VAR: &str = "RESEND_MISMATCH_LIMIT";
+pub const ACTIVATE_ATTEMPTS_LIMIT_VAR: &str = "ACTIVATE_ATTEMPTS_LIMIT";
+pub const ALLOWED_TEMPLATE_IDS_VAR: &str = "RESEND_ALLOWED_TEMPLATE_IDS";
 pub const METRICS_NAMESPACE_VAR: &str = "METRICS_NAMESPACE";
 
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
@@ -61,6 +63,8 @@ pub struct Config {
     pub destination_policy: DestinationPolicy,
     /// The verified claim that must equal the request's `userId`; `None` binds nothing.
     pub caller_claim: Option<String>,
+    /// The custom SMS templates a resend may name; empty: any.
+    pub allowed_template_ids: Vec<OktaId>,
     /// The shared guard (DynamoDB); `None` when `RESEND_GUARD_TABLE` is not set.
     pub guard: Option<GuardSettings>,
     /// CloudWatch namespace of the per-request EMF records.
@@ -101,6 +105,16 @@ impl Config {
             is_claim_name,
             "expected a claim name: 1 to 64 letters, digits, `_`, `-`, `.` or `:`",
         )?;
+        let allowed_template_ids = env.parsed_or(ALLOWED_TEMPLATE_IDS_VAR, Vec::new(), |raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(|id| {
+                    OktaId::parse(id)
+                        .ok_or_else(|| format!("{id:?} is not an Okta id (20 letters or digits)"))
+                })
+                .collect()
+        })?;
         let guard = guard_settings(&env)?;
         let metrics_namespace = env
             .checked(
@@ -116,6 +130,7 @@ impl Config {
             verify_factor,
             destination_policy,
             caller_claim,
+            allowed_template_ids,
             guard,
             metrics_namespace,
         })
@@ -226,6 +241,10 @@ fn guard_settings<L: Fn(&str) -> Option<String>>(
         hourly_budget: env.number(HOURLY_BUDGET_VAR, default.hourly_budget, 0..=MAX_LIMIT)?,
         ip_hourly_limit: env.number(IP_HOURLY_LIMIT_VAR, default.ip_hourly_limit, 0..=MAX_LIMIT)?,
         mismatch_limit: limit(MISMATCH_LIMIT_VAR, default.mismatch_limit)?,
+        activate_attempts_limit: limit(
+            ACTIVATE_ATTEMPTS_LIMIT_VAR,
+            default.activate_attempts_limit,
+        )?,
     };
     if limits.cooldown_max_seconds < limits.cooldown_seconds.max(limits.email_cooldown_seconds) {
         return Err(ConfigError::Invalid {
@@ -351,6 +370,8 @@ mod tests {
             (PREFIX_HOURLY_LIMIT_VAR, "0"),
             (HOURLY_BUDGET_VAR, "-5"),
             (IP_HOURLY_LIMIT_VAR, "x"),
+            (ACTIVATE_ATTEMPTS_LIMIT_VAR, "0"),
+            (ALLOWED_TEMPLATE_IDS_VAR, "cstk2flOtuCMDJK4b0g3,../x"),
             (MISMATCH_LIMIT_VAR, "0"),
             (GUARD_FAIL_OPEN_VAR, "yes"),
             (GUARD_TABLE_VAR, "a b"),
@@ -374,9 +395,19 @@ mod tests {
             (ALLOWED_PREFIXES_VAR, " +1, +44 "),
             (DENIED_PREFIXES_VAR, "+1876"),
             (CALLER_CLAIM_VAR, "uid"),
+            (
+                ALLOWED_TEMPLATE_IDS_VAR,
+                " cstk2flOtuCMDJK4b0g3 , cstk2flOtuCMDJK4b0g4,",
+            ),
         ])
         .unwrap();
         assert_eq!(c.caller_claim.as_deref(), Some("uid"));
+        let templates: Vec<&str> = c.allowed_template_ids.iter().map(OktaId::as_str).collect();
+        assert_eq!(templates, ["cstk2flOtuCMDJK4b0g3", "cstk2flOtuCMDJK4b0g4"]);
+        assert!(
+            with(&[]).unwrap().allowed_template_ids.is_empty(),
+            "empty: any"
+        );
         assert_eq!(
             c.destination_policy,
             DestinationPolicy::new(

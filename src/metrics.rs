@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::clock::now_ms;
 use crate::domain::E164;
 
-/// The one metric: a count of requests, by outcome and, for a sent sms or call, by country.
+/// The one metric: a count of requests, by outcome and, for a sent code, by factor type
+/// (the channel: sms, call, email) and, for a sent sms or call, by country.
 const METRIC_NAME: &str = "Requests";
 
 type Sink = Box<dyn Fn(&str) + Send + Sync>;
@@ -39,10 +40,10 @@ impl Metrics {
         }
     }
 
-    /// Writes one record for one request: `outcome` is "sent" or a problem code; `country` is
-    /// Some only for a sent sms or call.
-    pub fn record(&self, outcome: &str, country: Option<&str>) {
-        let line = emf_record(&self.namespace, outcome, country, now_ms());
+    /// Writes one record for one request: `outcome` is "sent", "activated" or a problem
+    /// code; `dimensions` the sent code's own (`factorType`, and `country` for a phone).
+    pub fn record(&self, outcome: &str, dimensions: &[(&str, &str)]) {
+        let line = emf_record(&self.namespace, outcome, dimensions, now_ms());
         (self.sink)(&line);
     }
 }
@@ -66,33 +67,34 @@ fn write_line_to_stdout(line: &str) {
 
 /// The record itself, as a JSON string (one line), for a given time in epoch milliseconds.
 ///
-/// `Requests` (Count, 1) by `outcome`; with a country, also by `country` as a second,
-/// separate dimension set, so CloudWatch keeps one metric per outcome and one per country
-/// rather than one per (outcome, country) pair.
+/// `Requests` (Count, 1) by `outcome`; each of `dimensions` (a sent code's `factorType`
+/// and `country`) is a further, separate dimension set, so CloudWatch keeps one metric per
+/// outcome, one per factor type and one per country rather than one per combination.
 pub fn emf_record(
     namespace: &str,
     outcome: &str,
-    country: Option<&str>,
+    dimensions: &[(&str, &str)],
     timestamp_ms: u64,
 ) -> String {
-    let mut dimensions = vec![json!(["outcome"])];
-    if country.is_some() {
-        dimensions.push(json!(["country"]));
-    }
+    let sets: Vec<Value> = std::iter::once(json!(["outcome"]))
+        .chain(dimensions.iter().map(|(name, _)| json!([name])))
+        .collect();
     let mut record = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
-                "Dimensions": dimensions,
+                "Dimensions": sets,
                 "Metrics": [{ "Name": METRIC_NAME, "Unit": "Count" }],
             }],
         },
         "outcome": outcome,
         METRIC_NAME: 1,
     });
-    if let (Some(country), Value::Object(members)) = (country, &mut record) {
-        members.insert("country".to_owned(), Value::from(country));
+    if let Value::Object(members) = &mut record {
+        for (name, value) in dimensions {
+            members.insert((*name).to_owned(), Value::from(*value));
+        }
     }
     // `Value`'s Display is compact JSON on one line and cannot fail.
     record.to_string()
@@ -229,7 +231,7 @@ mod tests {
         let line = emf_record(
             "okta-resend/test",
             "resend_too_soon",
-            None,
+            &[],
             1_700_000_000_123,
         );
         let parsed = one_json_line(&line);
@@ -257,8 +259,13 @@ mod tests {
     }
 
     #[test]
-    fn record_with_country() {
-        let line = emf_record("okta-resend/test", "sent", Some("44"), 42);
+    fn a_sent_code_is_also_counted_by_factor_type_and_country() {
+        let line = emf_record(
+            "okta-resend/test",
+            "sent",
+            &[("factorType", "sms"), ("country", "44")],
+            42,
+        );
         let parsed = one_json_line(&line);
         assert_eq!(
             parsed,
@@ -267,11 +274,12 @@ mod tests {
                     "Timestamp": 42,
                     "CloudWatchMetrics": [{
                         "Namespace": "okta-resend/test",
-                        "Dimensions": [["outcome"], ["country"]],
+                        "Dimensions": [["outcome"], ["factorType"], ["country"]],
                         "Metrics": [{"Name": "Requests", "Unit": "Count"}]
                     }]
                 },
                 "outcome": "sent",
+                "factorType": "sms",
                 "country": "44",
                 "Requests": 1
             })
@@ -286,21 +294,22 @@ mod tests {
             sink.lock().expect("not poisoned").push(line.to_owned());
         });
         let before = now_ms();
-        metrics.record("sent", Some("1"));
-        metrics.record("daily_limit_reached", None);
+        metrics.record("sent", &[("factorType", "sms"), ("country", "1")]);
+        metrics.record("daily_limit_reached", &[]);
         let after = now_ms();
 
         let lines = lines.lock().expect("not poisoned");
         assert_eq!(lines.len(), 2);
-        for (line, outcome, country) in [
-            (&lines[0], "sent", Some("1")),
-            (&lines[1], "daily_limit_reached", None),
+        let sent: &[(&str, &str)] = &[("factorType", "sms"), ("country", "1")];
+        for (line, outcome, dimensions) in [
+            (&lines[0], "sent", sent),
+            (&lines[1], "daily_limit_reached", &[]),
         ] {
             assert!(!line.contains('\n'), "{line}");
             let parsed: Value = serde_json::from_str(line).expect("JSON");
             let ts = parsed["_aws"]["Timestamp"].as_u64().expect("a timestamp");
             assert!((before..=after).contains(&ts), "{ts}");
-            assert_eq!(*line, emf_record("ns", outcome, country, ts));
+            assert_eq!(*line, emf_record("ns", outcome, dimensions, ts));
         }
         assert!(format!("{metrics:?}").contains("\"ns\""));
     }

@@ -65,6 +65,53 @@ async fn each_sample_event_gets_the_answer_in_the_manifest() {
             assert_eq!(body["requestId"], "lambda-req-0001");
         }
     }
+
+    // The verification screen: resend, a wrong code, the code the sandbox sent, resend.
+    let screen = manifest.screen.expect("the manifest's screen");
+    for step in &screen.steps {
+        clock.advance(Duration::from_secs(step.wait_seconds));
+        let mut body = step.body.clone();
+        if let Some(typed) = body["passCode"].as_str() {
+            let url = format!(
+                "{}/sandbox/factors/{}?userId={}",
+                sandbox.url,
+                body["factorId"].as_str().unwrap(),
+                body["userId"].as_str().unwrap()
+            );
+            let state: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            let sent = state["code"]
+                .as_str()
+                .expect("the sandbox shows the code")
+                .to_owned();
+            let wrong: String = sent
+                .chars()
+                .map(|d| char::from_digit((d.to_digit(10).unwrap() + 5) % 10, 10).unwrap())
+                .collect();
+            body["passCode"] = match typed {
+                "{code}" => sent,
+                "{wrongCode}" => wrong,
+                other => other.to_owned(),
+            }
+            .into();
+        }
+        let mut event = common::raw_resend_event(&body);
+        event["routeKey"] = format!("POST {}", step.path).into();
+        event["rawPath"] = step.path.clone().into();
+        event["requestContext"]["routeKey"] = format!("POST {}", step.path).into();
+        event["requestContext"]["http"]["path"] = step.path.clone().into();
+        let (status, answer) = common::invoke_raw(&apps[&screen.config], event).await;
+        let code = if status == 200 {
+            answer["status"].as_str()
+        } else {
+            answer["code"].as_str()
+        };
+        assert_eq!(
+            (status, code.unwrap_or_default()),
+            (step.status, step.code.as_str()),
+            "screen: {}: {answer}",
+            step.name
+        );
+    }
 }
 
 #[test]
@@ -122,7 +169,8 @@ async fn the_matched_route_decides_behind_a_custom_domain() {
     for (route_key, raw_path, status) in [
         ("POST /factors/resend", "/okta/factors/resend", 200),
         ("POST /factors/resend", "/factors/resend", 200),
-        ("POST /factors/activate", "/factors/resend", 404),
+        // The matched route decides: the activate route, with a resend's body (no passCode).
+        ("POST /factors/activate", "/factors/resend", 400),
         ("ANY /{proxy+}", "/factors/resend", 200),
         ("ANY /{proxy+}", "/okta/factors/resend", 404),
         ("$default", "/okta/factors/resend", 404),
@@ -139,7 +187,7 @@ async fn the_matched_route_decides_behind_a_custom_domain() {
         ("/factors/resend", "/okta/factors/resend", 200),
         ("/{proxy+}", "/factors/resend", 200),
         ("/{proxy+}", "/okta/factors/resend", 404),
-        ("/factors/activate", "/factors/resend", 404),
+        ("/factors/activate", "/factors/resend", 400),
     ] {
         let mut v1 = load("apigw-v1-custom-domain.json");
         v1["resource"] = resource.into();

@@ -2,25 +2,32 @@
 //! (`okta_resend::http::runtime::handle_event`, raw API Gateway JSON in, API Gateway answer out).
 //!
 //! What it generates: HTTP API (v2) and REST (v1) events built from the sample events in
-//! `events/`, with random paths (the route, near-misses, stage prefixes, traversal,
-//! percent-encoding, unicode, up to 10 KB long), `routeKey`/`resource` variants (named
-//! route, `$default`, proxy routes, other routes), methods, header sets (`Content-Type`
-//! missing, in odd case, with parameters, near-misses and garbage, plus unrelated
-//! headers), `isBase64Encoded` true/false/absent with bodies that are valid base64,
-//! broken base64 or not base64 at all, and bodies from random bytes to near-valid JSON:
-//! the valid body with its ids, numbers and types mutated, keys repeated, escaped or
-//! unknown, deep nesting, numbers such as `1e400`, text-level damage (truncation,
-//! stray characters, BOM) and bodies around and far over the 4 KiB limit.
+//! `events/`, each aimed at one of the two routes (`POST /factors/resend`, `POST
+//! /factors/activate`), with random paths (the route, the other route, near-misses of
+//! both, stage prefixes, traversal, percent-encoding, unicode, up to 10 KB long),
+//! `routeKey`/`resource` variants (either named route, `$default`, proxy routes, other
+//! routes), methods, header sets (`Content-Type` missing, in odd case, with parameters,
+//! near-misses and garbage, plus unrelated headers), `isBase64Encoded` true/false/absent
+//! with bodies that are valid base64, broken base64 or not base64 at all, and bodies from
+//! random bytes to near-valid JSON: the route's valid body (at times the other route's)
+//! with its ids, numbers, passcodes, template ids and types mutated, keys repeated,
+//! escaped or unknown, deep nesting, numbers such as `1e400`, text-level damage
+//! (truncation, stray characters, BOM) and bodies around and far over the 4 KiB limit.
+//! A resend body may name a `templateId` (valid, malformed, on call and email, not a
+//! string); an activate body has a `passCode` of every shape (4 to 10 ASCII digits, too
+//! short or long, unicode digits, spaces, JSON numbers, `null`, missing).
 //!
 //! Properties, for every case: `handle_event` returns `Ok` and nothing panics; the answer
 //! is a 200 or an RFC 9457 problem (`application/problem+json`, `type`
 //! `urn:okta-resend:problem:<code>`, `title`, `status` equal to `statusCode`, `code`,
 //! `requestId`); the answer is the one an independent model of the rules in openapi.yaml
-//! predicts (404 for other paths, 405, 413, 415, 400 with the field's code, and for a
-//! valid request the call to Okta, which here fails: 502 `upstream_error`); and Okta is
-//! never called for an input that fails validation. "Okta" is a counting stub, a TCP
-//! listener that counts connections and resets each at once. A share of the cases runs
-//! with the factor check off (`VERIFY_FACTOR=false`), where the destination is required.
+//! predicts (which route, if any: 404 for other paths; then 405, 413, 415, 400 with the
+//! field's code and the `field` at fault, and for a valid request the call to Okta, which
+//! here fails: 502 `upstream_error`, for a resend as for an activation); and Okta is never
+//! called for an input that fails validation, on either route. "Okta" is a counting stub,
+//! a TCP listener that counts connections and resets each at once. A share of the cases
+//! runs with the factor check off (`VERIFY_FACTOR=false`), where the destination is
+//! required, and a share with `RESEND_ALLOWED_TEMPLATE_IDS` set.
 //!
 //! Reproduce: `FUZZ_SEED` (a u64, decimal or 0x-hex) and `FUZZ_CASES` (default 100000)
 //! select the run; the seed is printed at the end and with any failure, whose minimal
@@ -42,9 +49,9 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::REQUEST_ID;
 use lambda_http::lambda_runtime::LambdaEvent;
-use okta_resend::config::VERIFY_FACTOR_VAR;
+use okta_resend::config::{ALLOWED_TEMPLATE_IDS_VAR, VERIFY_FACTOR_VAR};
 use okta_resend::http::App;
-use okta_resend::http::route::{MAX_BODY_BYTES, ROUTE};
+use okta_resend::http::route::{ACTIVATE_PATH, MAX_BODY_BYTES, RESEND_PATH};
 use okta_resend::metrics::Metrics;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
@@ -55,15 +62,20 @@ const DEFAULT_CASES: u32 = 100_000;
 /// "oktaresn": the seed of every `make test` run.
 const DEFAULT_SEED: u64 = 0x6f6b_7461_7265_736e;
 const FACTOR: &str = "sms2gt8gzgEBPUWBIFHN";
+/// The custom SMS templates of the [`Setup::TemplateAllowlist`] cases, which the template
+/// ids generated are mostly drawn from.
+const ALLOWED_TEMPLATES: [&str; 2] = ["cstk2flOtuCMDJK4b0g3", "cstk2flOtuCMDJK4b0g4"];
 
 /// The problem codes of a request that failed validation (or routing): none may call Okta.
-const VALIDATION_CODES: [&str; 10] = [
+const VALIDATION_CODES: [&str; 12] = [
     "invalid_json",
     "invalid_request",
     "invalid_user_id",
     "invalid_factor_id",
     "invalid_phone_number",
     "invalid_email",
+    "invalid_passcode_format",
+    "invalid_template_id",
     "not_found",
     "method_not_allowed",
     "payload_too_large",
@@ -121,8 +133,8 @@ fn hostile_events_are_answered_by_the_rules_and_never_reach_okta() {
     match result {
         Ok(()) => {}
         Err(TestError::Fail(reason, case)) => panic!(
-            "fuzz case failed (FUZZ_SEED={seed}, FUZZ_CASES={cases}): {reason}\nminimal case, factor check {}:\n{}",
-            if case.verify_factor { "on" } else { "off" },
+            "fuzz case failed (FUZZ_SEED={seed}, FUZZ_CASES={cases}): {reason}\nminimal case, {}:\n{}",
+            case.setup.describe(),
             serde_json::to_string(&case.event).unwrap(),
         ),
         Err(err) => panic!("fuzz run aborted (FUZZ_SEED={seed}): {err}"),
@@ -141,24 +153,60 @@ fn hostile_events_are_answered_by_the_rules_and_never_reach_okta() {
 /// One generated invocation.
 #[derive(Clone, Debug)]
 struct Case {
-    verify_factor: bool,
+    setup: Setup,
     event: Value,
+}
+
+/// The function's configuration a case runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Setup {
+    /// As deployed by default: the factor check on, any custom SMS template.
+    Default,
+    /// `VERIFY_FACTOR=false`: the app's destination is the one sent, so it is required.
+    NoFactorCheck,
+    /// `RESEND_ALLOWED_TEMPLATE_IDS` names [`ALLOWED_TEMPLATES`]; the factor check on.
+    TemplateAllowlist,
+}
+
+impl Setup {
+    fn verify_factor(self) -> bool {
+        self != Self::NoFactorCheck
+    }
+
+    /// The templates a resend may name; empty: any.
+    fn allowed_templates(self) -> &'static [&'static str] {
+        match self {
+            Self::TemplateAllowlist => &ALLOWED_TEMPLATES,
+            Self::Default | Self::NoFactorCheck => &[],
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Default => "factor check on",
+            Self::NoFactorCheck => "factor check off",
+            Self::TemplateAllowlist => "factor check on, RESEND_ALLOWED_TEMPLATE_IDS set",
+        }
+    }
 }
 
 /// What a case was answered, for the closing figures.
 struct Outcome {
+    route: Option<Route>,
+    valid: bool,
     status: u16,
     code: String,
     okta_connections: u64,
 }
 
-/// What every case runs against: one runtime, the counting Okta stub, and the app with
-/// the factor check on and off.
+/// What every case runs against: one runtime, the counting Okta stub, and an app for
+/// each [`Setup`].
 struct Harness {
     runtime: tokio::runtime::Runtime,
     okta: CountingStub,
     factor_check: App,
     no_factor_check: App,
+    template_allowlist: App,
 }
 
 impl Harness {
@@ -169,10 +217,13 @@ impl Harness {
             .unwrap();
         let okta = CountingStub::start();
         let silent = || Metrics::to_sink("fuzz", |_: &str| {});
-        let (factor_check, no_factor_check) = runtime.block_on(async {
+        let allowed = ALLOWED_TEMPLATES.join(",");
+        let (factor_check, no_factor_check, template_allowlist) = runtime.block_on(async {
             (
                 common::app_with(&okta.url, &[]).with_metrics(silent()),
                 common::app_with(&okta.url, &[(VERIFY_FACTOR_VAR, "false")]).with_metrics(silent()),
+                common::app_with(&okta.url, &[(ALLOWED_TEMPLATE_IDS_VAR, &allowed)])
+                    .with_metrics(silent()),
             )
         });
         Self {
@@ -180,18 +231,20 @@ impl Harness {
             okta,
             factor_check,
             no_factor_check,
+            template_allowlist,
         }
     }
 
     /// One case through the handler, its answer checked against the model.
     fn run_case(&self, case: Case) -> Result<Outcome, TestCaseError> {
         let (runtime, okta) = (&self.runtime, &self.okta);
-        let app = if case.verify_factor {
-            &self.factor_check
-        } else {
-            &self.no_factor_check
+        let app = match case.setup {
+            Setup::Default => &self.factor_check,
+            Setup::NoFactorCheck => &self.no_factor_check,
+            Setup::TemplateAllowlist => &self.template_allowlist,
         };
-        let expected = expect(&case.event, case.verify_factor);
+        let route = route_of(&case.event);
+        let expected = expect(&case.event, case.setup);
         let before = okta.count();
         let event = LambdaEvent::new(case.event, common::lambda_context());
         let answer = runtime
@@ -203,7 +256,7 @@ impl Harness {
         std::thread::yield_now();
         let okta_connections = okta.count() - before;
 
-        let (status, code) = check_answer(&answer)?;
+        let (status, code, field) = check_answer(&answer, route)?;
         if VALIDATION_CODES.contains(&code.as_str()) {
             prop_assert_eq!(
                 okta_connections,
@@ -213,12 +266,13 @@ impl Harness {
                 code
             );
         }
+        let valid = expected == Expect::Valid;
         match expected {
-            Expect::Reject(want_status, want_code) => {
+            Expect::Reject(want_status, want_code, want_field) => {
                 prop_assert_eq!(
-                    (status, code.as_str()),
-                    (want_status, want_code),
-                    "an invalid request got the wrong answer"
+                    (status, code.as_str(), field.as_deref()),
+                    (want_status, want_code, want_field.as_deref()),
+                    "an invalid request got the wrong answer (status, code, field)"
                 );
                 prop_assert_eq!(
                     okta_connections,
@@ -237,6 +291,8 @@ impl Harness {
             }
         }
         Ok(Outcome {
+            route,
+            valid,
             status,
             code,
             okta_connections,
@@ -244,9 +300,12 @@ impl Harness {
     }
 }
 
-/// The API Gateway answer is a 200 or an RFC 9457 problem: `(statusCode, code)`, the code
-/// being `sent` for a 200.
-fn check_answer(answer: &Value) -> Result<(u16, String), TestCaseError> {
+/// The API Gateway answer is a 200 or an RFC 9457 problem: `(statusCode, code, field)`,
+/// the code being the 200's `status` (`sent` or `active`). A 405 names the route's path.
+fn check_answer(
+    answer: &Value,
+    route: Option<Route>,
+) -> Result<(u16, String, Option<String>), TestCaseError> {
     let status = answer["statusCode"]
         .as_u64()
         .and_then(|s| u16::try_from(s).ok())
@@ -262,13 +321,13 @@ fn check_answer(answer: &Value) -> Result<(u16, String), TestCaseError> {
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| TestCaseError::fail(format!("answer body is not JSON ({e}): {answer}")))?;
     if status == 200 {
-        prop_assert_eq!(
-            body["status"].as_str(),
-            Some("sent"),
-            "a 200 that is not `sent`: {}",
+        let done = body["status"].as_str().unwrap_or_default();
+        prop_assert!(
+            matches!(done, "sent" | "active"),
+            "a 200 that is neither `sent` nor `active`: {}",
             answer
         );
-        return Ok((status, "sent".to_owned()));
+        return Ok((status, done.to_owned(), None));
     }
     let content_type = answer_header(answer, "content-type");
     prop_assert_eq!(
@@ -301,6 +360,13 @@ fn check_answer(answer: &Value) -> Result<(u16, String), TestCaseError> {
     if status == 405 {
         let allow = answer_header(answer, "allow");
         prop_assert_eq!(allow, Some("POST"), "405 without Allow: POST: {}", answer);
+        let path = route.map_or("(no route)", Route::path);
+        prop_assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains(path)),
+            "405 whose detail does not name {}: {}",
+            path,
+            answer
+        );
     }
     prop_assert_eq!(
         body["requestId"].as_str(),
@@ -308,7 +374,12 @@ fn check_answer(answer: &Value) -> Result<(u16, String), TestCaseError> {
         "problem requestId: {}",
         answer
     );
-    Ok((status, code.to_owned()))
+    let field = match &body["field"] {
+        Value::Null => None,
+        Value::String(field) => Some(field.clone()),
+        other => return Err(TestCaseError::fail(format!("field not a string: {other}"))),
+    };
+    Ok((status, code.to_owned(), field))
 }
 
 /// A header of the answer: HTTP API answers carry `headers`, REST answers
@@ -324,10 +395,12 @@ fn answer_header<'a>(answer: &'a Value, name: &str) -> Option<&'a str> {
         .or_else(|| find(&answer["multiValueHeaders"]).and_then(|v| v[0].as_str()))
 }
 
-/// Closing figures: cases per status class and per code.
+/// Closing figures: cases per route (and how many of them valid), per status class and
+/// per code.
 #[derive(Default)]
 struct Stats {
     cases: u64,
+    by_route: BTreeMap<&'static str, (u64, u64)>,
     by_class: BTreeMap<String, u64>,
     by_code: BTreeMap<String, u64>,
     okta_connections: u64,
@@ -336,6 +409,10 @@ struct Stats {
 impl Stats {
     fn record(&mut self, outcome: &Outcome) {
         self.cases += 1;
+        let route = outcome.route.map_or("no route", Route::name);
+        let (cases, valid) = self.by_route.entry(route).or_default();
+        *cases += 1;
+        *valid += u64::from(outcome.valid);
         *self
             .by_class
             .entry(format!("{}xx", outcome.status / 100))
@@ -348,6 +425,9 @@ impl Stats {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} answered:", self.cases)?;
+        for (route, (n, valid)) in &self.by_route {
+            write!(f, " {route} {n} ({valid} valid);")?;
+        }
         for (class, n) in &self.by_class {
             write!(f, " {class} {n}")?;
         }
@@ -414,25 +494,72 @@ fn seed_bytes(seed: u64) -> [u8; 32] {
 // The model: the answer openapi.yaml's rules give an event, read from the event's JSON.
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Expect {
     /// Passes every check before Okta.
     Valid,
-    /// Refused before Okta with this status and code.
-    Reject(u16, &'static str),
+    /// Refused before Okta with this status, code and field at fault (the problem's
+    /// `field`).
+    Reject(u16, &'static str, Option<String>),
 }
 
-const NOT_FOUND: Expect = Expect::Reject(404, "not_found");
-const INVALID_JSON: Expect = Expect::Reject(400, "invalid_json");
-const INVALID_REQUEST: Expect = Expect::Reject(400, "invalid_request");
+const NOT_FOUND: Expect = Expect::Reject(404, "not_found", None);
+const INVALID_JSON: Expect = Expect::Reject(400, "invalid_json", None);
 
-/// The check order: path, method, body size, media type, JSON, fields.
-fn expect(event: &Value, verify_factor: bool) -> Expect {
+/// `invalid_request` for the field `name`.
+fn invalid_request(name: &str) -> Expect {
+    Expect::Reject(400, "invalid_request", Some(name.to_owned()))
+}
+
+/// A refusal of a field's value: `code` with the field `name`.
+fn invalid(code: &'static str, name: &str) -> Expect {
+    Expect::Reject(400, code, Some(name.to_owned()))
+}
+
+/// The model's own copy of the two routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Resend,
+    Activate,
+}
+
+impl Route {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Resend => RESEND_PATH,
+            Self::Activate => ACTIVATE_PATH,
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            Self::Resend => Self::Activate,
+            Self::Activate => Self::Resend,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Resend => "resend",
+            Self::Activate => "activate",
+        }
+    }
+
+    /// The route whose path is exactly `path`.
+    fn of_path(path: &str) -> Option<Self> {
+        [Self::Resend, Self::Activate]
+            .into_iter()
+            .find(|route| route.path() == path)
+    }
+}
+
+/// The check order: route, method, body size, media type, JSON, the route's fields.
+fn expect(event: &Value, setup: Setup) -> Expect {
     let context = &event["requestContext"];
     let v2 = context["http"].is_object();
-    if !is_our_route(event, v2) {
+    let Some(route) = route_of(event) else {
         return NOT_FOUND;
-    }
+    };
     let method = if v2 {
         &context["http"]["method"]
     } else {
@@ -440,7 +567,7 @@ fn expect(event: &Value, verify_factor: bool) -> Expect {
     };
     // An empty method is read as GET.
     if method.as_str() != Some("POST") {
-        return Expect::Reject(405, "method_not_allowed");
+        return Expect::Reject(405, "method_not_allowed", None);
     }
     let flagged = event["isBase64Encoded"] == Value::Bool(true);
     let raw = event["body"].as_str().unwrap_or_default();
@@ -453,10 +580,10 @@ fn expect(event: &Value, verify_factor: bool) -> Expect {
         (raw.as_bytes().to_vec(), true)
     };
     if body.len() > MAX_BODY_BYTES {
-        return Expect::Reject(413, "payload_too_large");
+        return Expect::Reject(413, "payload_too_large", None);
     }
     if !content_type(event, v2).is_some_and(is_json_media_type) {
-        return Expect::Reject(415, "unsupported_media_type");
+        return Expect::Reject(415, "unsupported_media_type", None);
     }
     if !decodes {
         return INVALID_JSON;
@@ -464,21 +591,27 @@ fn expect(event: &Value, verify_factor: bool) -> Expect {
     let Ok(TopLevel(fields)) = serde_json::from_slice::<TopLevel>(&body) else {
         return INVALID_JSON;
     };
-    expect_fields(&fields, verify_factor).unwrap_or_else(|refused| refused)
+    let fields = Fields(&fields);
+    let checked = match route {
+        Route::Resend => expect_resend(&fields, setup),
+        Route::Activate => expect_activate(&fields),
+    };
+    checked.err().unwrap_or(Expect::Valid)
 }
 
-/// The route API Gateway matched where the event names one (v2 `routeKey`, v1
-/// `resourcePath`), else the path without the stage prefix (v2 only: a REST event's path
-/// never has it).
-fn is_our_route(event: &Value, v2: bool) -> bool {
+/// Which route the event is for: the route API Gateway matched where the event names one
+/// (v2 `routeKey`, v1 `resourcePath`), else the path without the stage prefix (v2 only: a
+/// REST event's path never has it). `None`: no route of ours.
+fn route_of(event: &Value) -> Option<Route> {
     let context = &event["requestContext"];
+    let v2 = context["http"].is_object();
     fn named(route: Option<&str>) -> Option<&str> {
         route.filter(|r| r.starts_with('/') && !r.contains('{'))
     }
     if v2 {
         let route_key = context["routeKey"].as_str();
         if let Some(route) = named(route_key.and_then(|k| k.split_once(' ')).map(|(_, p)| p)) {
-            return route == ROUTE;
+            return Route::of_path(route);
         }
         let path = event["rawPath"].as_str().unwrap_or_default();
         let path = match context["stage"].as_str() {
@@ -489,11 +622,11 @@ fn is_our_route(event: &Value, v2: bool) -> bool {
                 .unwrap_or(path),
             _ => path,
         };
-        path == ROUTE
+        Route::of_path(path)
     } else {
         match named(context["resourcePath"].as_str()) {
-            Some(route) => route == ROUTE,
-            None => event["path"].as_str() == Some(ROUTE),
+            Some(route) => Route::of_path(route),
+            None => Route::of_path(event["path"].as_str().unwrap_or_default()),
         }
     }
 }
@@ -531,73 +664,155 @@ fn is_json_media_type(value: &str) -> bool {
             .eq_ignore_ascii_case("application/json")
 }
 
-/// openapi.yaml's field rules, in its order of checks; `Err` is the first refusal.
-fn expect_fields(fields: &[(String, Value)], verify_factor: bool) -> Result<Expect, Expect> {
-    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    let optional = |name: &str| match get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(_) => Err(INVALID_REQUEST),
-    };
-    let required = |name: &str| optional(name)?.ok_or(INVALID_REQUEST);
+/// A body's members, as both routes' rules read them; every `Err` is the refusal.
+struct Fields<'a>(&'a [(String, Value)]);
+
+impl Fields<'_> {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Absent is `None`; present but not a string (`null` too) is `invalid_request`.
+    fn optional(&self, name: &str) -> Result<Option<&str>, Expect> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(invalid_request(name)),
+        }
+    }
+
+    fn required(&self, name: &str) -> Result<&str, Expect> {
+        self.optional(name)?.ok_or_else(|| invalid_request(name))
+    }
+
+    /// `name` must not be there at all.
+    fn forbid(&self, name: &str) -> Result<(), Expect> {
+        match self.get(name) {
+            Some(_) => Err(invalid_request(name)),
+            None => Ok(()),
+        }
+    }
+
+    /// Both routes start with the ids: `userId`, then `factorId`.
+    fn ids(&self) -> Result<(), Expect> {
+        if !is_okta_id(self.required("userId")?) {
+            return Err(invalid("invalid_user_id", "userId"));
+        }
+        if !is_okta_id(self.required("factorId")?) {
+            return Err(invalid("invalid_factor_id", "factorId"));
+        }
+        Ok(())
+    }
+
+    /// The first member in document order that is not one of `known`, named only when
+    /// its name looks like a field's.
+    fn only(&self, known: &[&str]) -> Result<(), Expect> {
+        match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            Some((unknown, _)) => Err(invalid_request(&shown_field_name(unknown))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the problem's `field` says of an unknown key: the key itself when it is an ASCII
+/// letter then up to 39 letters, digits or underscores, with at most 4 digits; else
+/// `(unknown field)` (a key may be a phone number, an address or 4 KiB of text).
+fn shown_field_name(key: &str) -> String {
+    let mut chars = key.chars();
+    let looks_like_a_name = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && key.len() <= 40
+        && key.chars().filter(char::is_ascii_digit).count() <= 4;
+    if looks_like_a_name {
+        key.to_owned()
+    } else {
+        "(unknown field)".to_owned()
+    }
+}
+
+/// openapi.yaml's resend rules, in its order of checks: the ids, `factorType`, the
+/// factor type's destination fields, `templateId`, unknown fields; then the template
+/// allowlist.
+fn expect_resend(fields: &Fields<'_>, setup: Setup) -> Result<(), Expect> {
     // Without the factor check the app's destination is the one sent: required.
     let destination = |name: &str| {
-        if verify_factor {
-            optional(name)
+        if setup.verify_factor() {
+            fields.optional(name)
         } else {
-            required(name).map(Some)
+            fields.required(name).map(Some)
         }
     };
-
-    if !is_okta_id(required("userId")?) {
-        return Err(Expect::Reject(400, "invalid_user_id"));
-    }
-    if !is_okta_id(required("factorId")?) {
-        return Err(Expect::Reject(400, "invalid_factor_id"));
-    }
-    let factor_type = match optional("factorType")? {
+    fields.ids()?;
+    let factor_type = match fields.optional("factorType")? {
         None => "sms",
         Some(t @ ("sms" | "call" | "email")) => t,
-        Some(_) => return Err(INVALID_REQUEST),
+        Some(_) => return Err(invalid_request("factorType")),
     };
-    let invalid_phone = Expect::Reject(400, "invalid_phone_number");
     if factor_type == "email" {
-        if get("phoneNumber").is_some() || get("phoneExtension").is_some() {
-            return Err(INVALID_REQUEST);
-        }
+        fields.forbid("phoneNumber")?;
+        fields.forbid("phoneExtension")?;
         if destination("email")?.is_some_and(|email| !is_email(email)) {
-            return Err(Expect::Reject(400, "invalid_email"));
+            return Err(invalid("invalid_email", "email"));
         }
     } else {
         let phone = destination("phoneNumber")?;
         if phone.is_some_and(|phone| !is_e164(phone)) {
-            return Err(invalid_phone);
+            return Err(invalid("invalid_phone_number", "phoneNumber"));
         }
-        let extension = optional("phoneExtension")?;
+        let extension = fields.optional("phoneExtension")?;
         if let Some(extension) = extension {
             if factor_type == "sms" {
-                return Err(INVALID_REQUEST);
+                return Err(invalid_request("phoneExtension"));
             }
             if !is_extension(extension) {
-                return Err(invalid_phone);
+                return Err(invalid("invalid_phone_number", "phoneExtension"));
             }
         }
-        if get("email").is_some() || (phone.is_none() && extension.is_some()) {
-            return Err(INVALID_REQUEST);
+        fields.forbid("email")?;
+        // An extension belongs to a number.
+        if phone.is_none() && extension.is_some() {
+            return Err(invalid_request("phoneNumber"));
         }
     }
-    const FIELDS: [&str; 6] = [
+    // A custom template is for SMS only, and is an Okta id.
+    let template = fields.optional("templateId")?;
+    if let Some(template) = template {
+        if factor_type != "sms" {
+            return Err(invalid_request("templateId"));
+        }
+        if !is_okta_id(template) {
+            return Err(invalid("invalid_template_id", "templateId"));
+        }
+    }
+    fields.only(&[
         "userId",
         "factorId",
         "factorType",
         "phoneNumber",
         "phoneExtension",
         "email",
-    ];
-    if fields.iter().any(|(k, _)| !FIELDS.contains(&k.as_str())) {
-        return Err(INVALID_REQUEST);
+        "templateId",
+    ])?;
+    let allowed = setup.allowed_templates();
+    if template.is_some_and(|t| !allowed.is_empty() && !allowed.contains(&t)) {
+        return Err(invalid("invalid_template_id", "templateId"));
     }
-    Ok(Expect::Valid)
+    Ok(())
+}
+
+/// openapi.yaml's activate rules, in its order of checks: the ids, `passCode`, unknown
+/// fields.
+fn expect_activate(fields: &Fields<'_>) -> Result<(), Expect> {
+    fields.ids()?;
+    if !is_pass_code(fields.required("passCode")?) {
+        return Err(invalid("invalid_passcode_format", "passCode"));
+    }
+    fields.only(&["userId", "factorId", "passCode"])
+}
+
+/// 4 to 10 characters, each an ASCII digit (no other script's digits, no sign, no space).
+fn is_pass_code(code: &str) -> bool {
+    (4..=10).contains(&code.chars().count()) && code.chars().all(|c| c.is_ascii_digit())
 }
 
 /// Exactly 20 ASCII letters or digits.
@@ -780,10 +995,10 @@ fn escaped(s: &str) -> String {
 }
 
 /// The genes of one case, by what they decide.
-const GENES: usize = 18;
+const GENES: usize = 20;
 
 fn case_strategy() -> impl Strategy<Value = Case> {
-    proptest::array::uniform18(any::<u64>()).prop_map(Case::from_genes)
+    proptest::array::uniform20(any::<u64>()).prop_map(Case::from_genes)
 }
 
 impl Case {
@@ -807,9 +1022,21 @@ impl Case {
             duplicate,
             layout,
             mutation,
+            template,
+            pass_code,
         ] = genes.map(Gene);
-        let verify_factor = meta.weighted(&[7, 3]) == 0;
+        let setup = match meta.weighted(&[6, 3, 1]) {
+            0 => Setup::Default,
+            1 => Setup::NoFactorCheck,
+            _ => Setup::TemplateAllowlist,
+        };
         let v2 = meta.weighted(&[3, 2]) == 0;
+        // The route the event is meant for: its route key, path and body are that route's
+        // (at times the other's, or no route's).
+        let target = match meta.weighted(&[2, 1]) {
+            0 => Route::Resend,
+            _ => Route::Activate,
+        };
         let object = ObjectGenes {
             factor_type,
             user_id,
@@ -817,6 +1044,8 @@ impl Case {
             phone,
             extension,
             email,
+            template,
+            pass_code,
             unknown,
             duplicate,
             layout,
@@ -824,17 +1053,14 @@ impl Case {
         };
         let event = build_event(
             v2,
-            route_spec(route),
-            path,
+            route_spec(route, target),
+            (path, target),
             &method_value(method),
             &header_spec(content_type, extra_headers),
-            body_bytes(body, object).as_deref(),
+            body_bytes(body, object, target).as_deref(),
             encoding_of(encoding),
         );
-        Self {
-            verify_factor,
-            event,
-        }
+        Self { setup, event }
     }
 }
 
@@ -842,9 +1068,9 @@ impl Case {
 
 struct RouteSpec {
     /// The v2 `routeKey` (in both places).
-    v2_route_key: Option<&'static str>,
+    v2_route_key: Option<String>,
     /// The v1 `resource` and `requestContext.resourcePath`.
-    v1_resource: Option<&'static str>,
+    v1_resource: Option<String>,
     v2_stage: Option<&'static str>,
     v1_stage: Option<&'static str>,
     /// The caller's address API Gateway writes (`sourceIp`): it never changes the answer.
@@ -858,23 +1084,33 @@ const SOURCE_IPS: &[Option<&str>] = &[
     Some("fe80::1%eth0"), Some("203.0.113.10, 198.51.100.1"), Some("\u{0}"), None,
 ];
 
+/// v2 route keys: `{route}` is the path of the route the case is meant for, `{other}`
+/// the other route's.
 #[rustfmt::skip]
 const ROUTE_KEYS: &[Option<&str>] = &[
-    Some("POST /factors/resend"), Some("POST /factors/resend"), Some("POST /factors/resend"),
-    Some("POST /factors/resend"), Some("POST /factors/resend"), Some("POST /factors/resend"),
-    Some("$default"), Some("$default"), Some("$default"), Some("$default"),
-    Some("ANY /{proxy+}"), Some("POST /{proxy+}"), Some("ANY /factors/{proxy+}"),
-    Some("GET /factors/resend"), Some("ANY /factors/resend"), Some("POST /factors/activate"),
-    Some("POST /factors/resend/"), Some("DELETE /Factors/Resend"), None,
+    Some("POST {route}"), Some("POST {route}"), Some("POST {route}"), Some("POST {route}"),
+    Some("POST {route}"), Some("POST {route}"), Some("$default"), Some("$default"),
+    Some("$default"), Some("$default"), Some("ANY /{proxy+}"), Some("POST /{proxy+}"),
+    Some("ANY /factors/{proxy+}"), Some("GET {route}"), Some("ANY {route}"),
+    Some("POST {other}"), Some("POST {route}/"), Some("DELETE /Factors/Resend"),
+    Some("POST /Factors/Activate"), Some("POST /factors/verify"), None,
 ];
 
+/// v1 resources, as [`ROUTE_KEYS`].
 #[rustfmt::skip]
 const RESOURCES: &[Option<&str>] = &[
-    Some("/factors/resend"), Some("/factors/resend"), Some("/factors/resend"),
-    Some("/factors/resend"), Some("/factors/resend"), Some("/{proxy+}"), Some("/{proxy+}"),
-    Some("/factors/{proxy+}"), Some("/factors/activate"), Some("/factors/resend/"), Some("/"),
-    None,
+    Some("{route}"), Some("{route}"), Some("{route}"), Some("{route}"), Some("{route}"),
+    Some("/{proxy+}"), Some("/{proxy+}"), Some("/factors/{proxy+}"), Some("{other}"),
+    Some("{route}/"), Some("/"), Some("/factors/lifecycle/activate"), None,
 ];
+
+/// A route key or resource of [`ROUTE_KEYS`] or [`RESOURCES`] for `target`.
+fn fill(template: Option<&str>, target: Route) -> Option<String> {
+    template.map(|t| {
+        t.replace("{route}", target.path())
+            .replace("{other}", target.other().path())
+    })
+}
 
 #[rustfmt::skip]
 const V2_STAGES: &[Option<&str>] = &[
@@ -884,18 +1120,18 @@ const V2_STAGES: &[Option<&str>] = &[
 
 const V1_STAGES: &[Option<&str>] = &[Some("prod"), Some("dev"), Some("$default"), None];
 
-fn route_spec(mut gene: Gene) -> RouteSpec {
+fn route_spec(mut gene: Gene, target: Route) -> RouteSpec {
     RouteSpec {
-        v2_route_key: gene.pick(ROUTE_KEYS),
-        v1_resource: gene.pick(RESOURCES),
+        v2_route_key: fill(gene.pick(ROUTE_KEYS), target),
+        v1_resource: fill(gene.pick(RESOURCES), target),
         v2_stage: gene.pick(V2_STAGES),
         v1_stage: gene.pick(V1_STAGES),
         source_ip: gene.pick(SOURCE_IPS),
     }
 }
 
-/// Near-misses of the route: case, slashes, encodings, traversal, look-alikes, stages
-/// and mapping keys, other routes.
+/// Near-misses of the routes: case, slashes, encodings, traversal, look-alikes, stages
+/// and mapping keys, other routes (and each route's exact path).
 #[rustfmt::skip]
 const NEAR_MISSES: &[&str] = &[
     "/", "/factors", "/factors/", "/factors/resend/", "/factors/resend//", "//factors/resend",
@@ -911,15 +1147,24 @@ const NEAR_MISSES: &[&str] = &[
     "/api/v1/users/00ub0oNGTSWTBKOLGLNR/factors/sms2gt8gzgEBPUWBIFHN/resend",
     "/okta/factors/resend", "/prod/factors/resend", "/live/factors/resend",
     "/$default/factors/resend", "/factors/factors/resend", "/../../etc/passwd",
+    "/factors/resend", "/factors/activate/", "/Factors/Activate", "/factors/activat",
+    "/factors/activatex", "/factors/%61ctivate", "/factors/activate%2F", "/factors/./activate",
+    "/factors/../factors/activate", "/factors/activate\u{0}", "/factors/activate ",
+    "/factors/\u{ff41}ctivate", "/factors/lifecycle/activate", "/okta/factors/activate",
+    "/prod/factors/activate", "/factors/resend/activate", "/factors/activate/resend",
+    "/api/v1/users/00ub0oNGTSWTBKOLGLNR/factors/sms2gt8gzgEBPUWBIFHN/lifecycle/activate",
+    "/factors/verify",
 ];
 
-/// The event's path (v2 `rawPath`, v1 `path`); `stage` for the ones that start with it.
-fn path_value(mut gene: Gene, stage: Option<&str>) -> String {
+/// The event's path (v2 `rawPath`, v1 `path`) for a case meant for `target`; `stage` for
+/// the ones that start with it.
+fn path_value(mut gene: Gene, target: Route, stage: Option<&str>) -> String {
     let stage = stage.unwrap_or("prod");
+    let route = target.path();
     match gene.weighted(&[80, 10, 3, 15, 5, 3, 1]) {
-        0 => ROUTE.to_owned(),
-        1 => format!("/{stage}{ROUTE}"),
-        2 => format!("/{stage}{ROUTE}/"),
+        0 => route.to_owned(),
+        1 => format!("/{stage}{route}"),
+        2 => format!("/{stage}{route}/"),
         3 => gene.pick(NEAR_MISSES).to_owned(),
         4 => {
             let len = gene.below(40);
@@ -931,8 +1176,8 @@ fn path_value(mut gene: Gene, stage: Option<&str>) -> String {
         }
         // Long, up to API Gateway's 10 KB request line.
         _ => match (gene.below(2), gene.below(5000)) {
-            (0, n) => format!("{ROUTE}{}", "/x".repeat(n)),
-            (_, n) => format!("{}{ROUTE}", "/..".repeat(n.min(3000))),
+            (0, n) => format!("{route}{}", "/x".repeat(n)),
+            (_, n) => format!("{}{route}", "/..".repeat(n.min(3000))),
         },
     }
 }
@@ -1062,21 +1307,23 @@ fn header_spec(mut content_type: Gene, mut extra: Gene) -> HeaderSpec {
 // --- Bodies ---------------------------------------------------------------------------------
 
 /// The raw body bytes (before any base64): `None` for no body at all.
-fn body_bytes(mut gene: Gene, object: ObjectGenes) -> Option<Vec<u8>> {
-    let text = match gene.weighted(&[80, 6, 6, 6, 2, 3, 2]) {
-        0 => object.render(),
-        1 => gene.pick(NOT_OBJECTS).to_owned(),
-        2 => {
+fn body_bytes(mut gene: Gene, object: ObjectGenes, target: Route) -> Option<Vec<u8>> {
+    let text = match gene.weighted(&[76, 4, 6, 6, 6, 2, 3, 2]) {
+        0 => object.render(target),
+        // The other route's body.
+        1 => object.render(target.other()),
+        2 => gene.pick(NOT_OBJECTS).to_owned(),
+        3 => {
             let len = gene.below(256);
             json_ish_text(&mut gene.mix(), len)
         }
-        3 => {
+        4 => {
             let len = gene.below(300);
             let mut mix = gene.mix();
             return Some((0..len).map(|_| mix.next() as u8).collect());
         }
-        4 => nesting_body(gene),
-        5 => oversized_body(gene),
+        5 => nesting_body(gene),
+        6 => oversized_body(gene, target),
         _ => return None,
     };
     Some(text.into_bytes())
@@ -1169,6 +1416,9 @@ const NOT_OBJECTS: &[&str] = &[
     "{\"userId\":\"\\ud800\",\"factorId\":\"sms2gt8gzgEBPUWBIFHN\"}",
     "{\"userId\":\"00ub0oNGTSWTBKOLGLNR\\\",\"factorId\":\"sms2gt8gzgEBPUWBIFHN\"}",
     "{\"__proto__\":{\"userId\":\"00ub0oNGTSWTBKOLGLNR\"}}",
+    "{\"userId\":\"00ub0oNGTSWTBKOLGLNR\",\"factorId\":\"sms2gt8gzgEBPUWBIFHN\",\"passCode\":\"123456\"",
+    "{\"userId\":\"00ub0oNGTSWTBKOLGLNR\",\"factorId\":\"sms2gt8gzgEBPUWBIFHN\",\"passCode\":123456}}",
+    "[\"00ub0oNGTSWTBKOLGLNR\",\"sms2gt8gzgEBPUWBIFHN\",\"123456\"]", "\"123456\"", "123456",
 ];
 
 /// Text made of JSON's own punctuation and tokens, field names and odd characters.
@@ -1177,7 +1427,7 @@ fn json_ish_text(mix: &mut Mix, len: usize) -> String {
     const PIECES: &[&str] = &[
         "{", "}", "[", "]", "\"", ":", ",", " ", "\\", "\\u", "null", "true", "1", "-", "e",
         "\"userId\"", "\"factorId\"", "\"00ub0oNGTSWTBKOLGLNR\"", "\"phoneNumber\"",
-        "\"+15554151337\"",
+        "\"+15554151337\"", "\"passCode\"", "\"123456\"", "\"templateId\"",
     ];
     let mut out = String::new();
     for _ in 0..len {
@@ -1209,15 +1459,19 @@ fn nesting_body(mut gene: Gene) -> String {
     }
 }
 
-/// A valid body padded (with JSON whitespace, so still valid) or stuffed (with an unknown
-/// field) to a length around 4 KiB or far over it.
-fn oversized_body(mut gene: Gene) -> String {
+/// A valid body of `target` padded (with JSON whitespace, so still valid) or stuffed
+/// (with an unknown field) to a length around 4 KiB or far over it.
+fn oversized_body(mut gene: Gene, target: Route) -> String {
     let len = match gene.weighted(&[4, 1]) {
         0 => MAX_BODY_BYTES - 3 + gene.below(7),
         _ => MAX_BODY_BYTES + 4 + gene.below(16_000),
     };
+    let last = match target {
+        Route::Resend => "phoneNumber\":\"+15554151337",
+        Route::Activate => "passCode\":\"123456",
+    };
     let valid = format!(
-        "{{\"userId\":\"{}\",\"factorId\":\"{FACTOR}\",\"phoneNumber\":\"+15554151337\"",
+        "{{\"userId\":\"{}\",\"factorId\":\"{FACTOR}\",\"{last}\"",
         common::USER
     );
     let room = len.saturating_sub(valid.len() + 1);
@@ -1239,6 +1493,8 @@ struct ObjectGenes {
     phone: Gene,
     extension: Gene,
     email: Gene,
+    template: Gene,
+    pass_code: Gene,
     unknown: Gene,
     duplicate: Gene,
     layout: Gene,
@@ -1256,45 +1512,33 @@ enum FactorKind {
     Odd,
 }
 
+/// A body's members as `(key, JSON value)`, in document order.
+type Members = Vec<(String, String)>;
+
 impl ObjectGenes {
-    /// The valid body, mutated: ids, numbers and types, fields present or not where the
-    /// factor type wants them, unknown and repeated keys, key order, escapes, whitespace,
-    /// then text-level damage.
-    fn render(mut self) -> String {
-        let kind = match self.factor_type.weighted(&[5, 2, 2, 2, 1]) {
-            0 => FactorKind::Sms,
-            1 => FactorKind::Default,
-            2 => FactorKind::Call,
-            3 => FactorKind::Email,
-            _ => FactorKind::Odd,
-        };
-        let mut members: Vec<(String, String)> = Vec::new();
+    /// `route`'s valid body, mutated: ids, numbers, passcodes, template ids and types,
+    /// fields present or not where the factor type wants them, unknown and repeated keys,
+    /// key order, escapes, whitespace, then text-level damage.
+    fn render(mut self, route: Route) -> String {
+        let mut members = Members::new();
         if let Some(id) = id_value(self.user_id, common::USER) {
             members.push(("userId".into(), id));
         }
         if let Some(id) = id_value(self.factor_id, FACTOR) {
             members.push(("factorId".into(), id));
         }
-        let factor_type = match kind {
-            FactorKind::Sms => Some(quoted("sms")),
-            FactorKind::Default => None,
-            FactorKind::Call => Some(quoted("call")),
-            FactorKind::Email => Some(quoted("email")),
-            FactorKind::Odd => Some(odd_factor_type(&mut self.factor_type)),
-        };
-        if let Some(factor_type) = factor_type {
-            members.push(("factorType".into(), factor_type));
-        }
-        // Whether each destination field is sent: index 0 is what the factor type wants.
-        let phone_wanted = !matches!(kind, FactorKind::Email);
-        if present(&mut self.phone, phone_wanted, kind) {
-            members.push(("phoneNumber".into(), phone_value(self.phone)));
-        }
-        if present(&mut self.extension, false, kind) {
-            members.push(("phoneExtension".into(), extension_value(self.extension)));
-        }
-        if present(&mut self.email, kind == FactorKind::Email, kind) {
-            members.push(("email".into(), email_value(self.email)));
+        match route {
+            Route::Resend => Self::resend_members(
+                &mut members,
+                self.factor_type,
+                [self.phone, self.extension, self.email, self.template],
+            ),
+            Route::Activate => Self::activate_members(
+                &mut members,
+                self.pass_code,
+                self.factor_type,
+                [self.phone, self.email, self.template],
+            ),
         }
         let unknown = self.unknown.weighted(&[16, 1, 1]);
         let mut mix = self.unknown.mix();
@@ -1334,6 +1578,70 @@ impl ObjectGenes {
             })
             .collect();
         mutate(self.mutation, format!("{{{}{ws}}}", body.join(",")))
+    }
+
+    /// A resend's own members: `factorType`, the destination fields, `templateId`.
+    fn resend_members(
+        members: &mut Members,
+        mut factor_type: Gene,
+        [mut phone, mut extension, mut email, mut template]: [Gene; 4],
+    ) {
+        let kind = match factor_type.weighted(&[5, 2, 2, 2, 1]) {
+            0 => FactorKind::Sms,
+            1 => FactorKind::Default,
+            2 => FactorKind::Call,
+            3 => FactorKind::Email,
+            _ => FactorKind::Odd,
+        };
+        let factor_type = match kind {
+            FactorKind::Sms => Some(quoted("sms")),
+            FactorKind::Default => None,
+            FactorKind::Call => Some(quoted("call")),
+            FactorKind::Email => Some(quoted("email")),
+            FactorKind::Odd => Some(odd_factor_type(&mut factor_type)),
+        };
+        if let Some(factor_type) = factor_type {
+            members.push(("factorType".into(), factor_type));
+        }
+        // Whether each destination field is sent: index 0 is what the factor type wants.
+        let phone_wanted = !matches!(kind, FactorKind::Email);
+        if present(&mut phone, phone_wanted, kind) {
+            members.push(("phoneNumber".into(), phone_value(phone)));
+        }
+        if present(&mut extension, false, kind) {
+            members.push(("phoneExtension".into(), extension_value(extension)));
+        }
+        if present(&mut email, kind == FactorKind::Email, kind) {
+            members.push(("email".into(), email_value(email)));
+        }
+        // A custom template: mostly on sms (where it belongs), at times on call and email.
+        let odds: &[usize] = match kind {
+            FactorKind::Sms | FactorKind::Default | FactorKind::Odd => &[3, 1],
+            FactorKind::Call | FactorKind::Email => &[11, 1],
+        };
+        if template.weighted(odds) == 1 {
+            members.push(("templateId".into(), template_value(template)));
+        }
+    }
+
+    /// An activation's own member, `passCode`, and at times a resend's field (unknown
+    /// here).
+    fn activate_members(
+        members: &mut Members,
+        pass_code: Gene,
+        mut extra: Gene,
+        [phone, email, template]: [Gene; 3],
+    ) {
+        if let Some(code) = pass_code_value(pass_code) {
+            members.push(("passCode".into(), code));
+        }
+        match extra.weighted(&[16, 1, 1, 1, 1]) {
+            0 => {}
+            1 => members.push(("factorType".into(), quoted("sms"))),
+            2 => members.push(("phoneNumber".into(), phone_value(phone))),
+            3 => members.push(("email".into(), email_value(email))),
+            _ => members.push(("templateId".into(), template_value(template))),
+        }
     }
 }
 
@@ -1410,6 +1718,8 @@ const UNKNOWN_KEYS: &[&str] = &[
     "templateId", "userid", "UserId", "userId ", " userId", "user_id", "factorid",
     "factorType\u{0}", "phone", "phonenumber", "emailAddress", "passCode", "__proto__",
     "constructor", "", "\u{0}", "\u{1d42e}serId", "+15554151337", "jane.doe@example.com",
+    "passcode", "PassCode", "pass_code", "passCode ", "templateid", "TemplateId", "code",
+    "otp", "123456", "p4ssC0d3123",
 ];
 
 fn unknown_key(mix: &mut Mix) -> String {
@@ -1454,6 +1764,89 @@ fn id_value(mut gene: Gene, valid: &str) -> Option<String> {
             quoted(&id.into_iter().collect::<String>())
         }
         5 => quoted(gene.pick(TRAVERSAL)),
+        _ => gene.pick(NON_STRINGS).to_owned(),
+    })
+}
+
+/// A custom SMS template's id: the allowed ones (as they are or escaped), other valid ids,
+/// the wrong length, one character off, malformed, or not a string.
+fn template_value(mut gene: Gene) -> String {
+    #[rustfmt::skip]
+    const BAD_TEMPLATES: &[&str] = &[
+        "", "es-ES", "default", "cstk2flOtuCMDJK4b0g", "cstk2flOtuCMDJK4b0g3X",
+        "cstk2flOtuCMDJK4b0g3 ", " cstk2flOtuCMDJK4b0g3", "cstk2flOtuCMDJK4b0g3&x=1",
+        "cstk2flOtuCMDJK4b0%33", "../../templates/00000", "cstk2flOtuCMDJK4b0g\u{130}",
+        "\u{ff43}stk2flOtuCMDJK4b0g3", "cstk2flOtuCMDJK4b0g3\u{0}", "cstk2flOtuCMDJK4b0g3#",
+        "cstk2flOtuCMDJK4b/g3", "cstk2flOtuCMDJK4b0g\u{663}",
+    ];
+    match gene.weighted(&[6, 3, 1, 2, 2, 2, 2]) {
+        0 => quoted(gene.pick(&ALLOWED_TEMPLATES)),
+        // The shape of an id, mostly not an allowed one.
+        1 => quoted(&alnum(&mut gene.mix(), 20)),
+        2 => escaped(gene.pick(&ALLOWED_TEMPLATES)),
+        3 => {
+            let len = gene.below(42);
+            quoted(&alnum(&mut gene.mix(), len))
+        }
+        4 => {
+            let mut id: Vec<char> = gene.pick(&ALLOWED_TEMPLATES).chars().collect();
+            let at = gene.below(id.len());
+            id[at] = gene.pick(ODD);
+            quoted(&id.into_iter().collect::<String>())
+        }
+        5 => quoted(gene.pick(BAD_TEMPLATES)),
+        _ => gene.pick(NON_STRINGS).to_owned(),
+    }
+}
+
+/// A passcode as a JSON value (`None`: left out): mostly 4 to 10 ASCII digits, else too
+/// short or too long, escaped (still valid), other scripts' digits, spaces, signs and
+/// separators, one character off, a JSON number, or not a string at all.
+fn pass_code_value(mut gene: Gene) -> Option<String> {
+    #[rustfmt::skip]
+    const ODD_CODES: &[&str] = &[
+        "", "123 456", " 123456", "123456 ", "123456\n", "12345a", "-12345", "+123456",
+        "0x1234", "1e10", "12.456", "123,456", "123456\u{0}", "12345\u{200b}6",
+        "\u{661}\u{662}\u{663}\u{664}\u{665}\u{666}", "\u{6f1}\u{6f2}\u{6f3}\u{6f4}",
+        "\u{ff11}\u{ff12}\u{ff13}\u{ff14}\u{ff15}\u{ff16}", "\u{ff11}23456",
+        "\u{1d7cf}\u{1d7d0}\u{1d7d1}\u{1d7d2}", "\u{967}\u{968}\u{969}\u{96a}",
+        "\u{2460}\u{2461}\u{2462}\u{2463}", "\u{663}\u{663}\u{663}\u{663}\u{663}",
+        "1234\u{301}", "null", "123456789\u{ff10}", "\u{b2}\u{b3}\u{b9}4",
+    ];
+    /// Numbers and their spellings: never a string, so never a passcode.
+    const NUMBERS: &[&str] = &[
+        "123456",
+        "0123",
+        "1234.0",
+        "1e5",
+        "-123456",
+        "99999999999999999999",
+    ];
+    if gene.weighted(&[24, 1]) == 1 {
+        return None;
+    }
+    Some(match gene.weighted(&[14, 3, 1, 3, 2, 1, 1]) {
+        0 => {
+            let len = 4 + gene.below(7);
+            quoted(&digits(&mut gene.mix(), len))
+        }
+        1 => {
+            let len = gene.pick(&[0, 1, 2, 3, 11, 12, 16, 40]);
+            quoted(&digits(&mut gene.mix(), len))
+        }
+        2 => {
+            let len = 4 + gene.below(7);
+            escaped(&digits(&mut gene.mix(), len))
+        }
+        3 => quoted(gene.pick(ODD_CODES)),
+        4 => {
+            let len = 4 + gene.below(7);
+            let mut code: Vec<char> = digits(&mut gene.mix(), len).chars().collect();
+            let at = gene.below(len);
+            code[at] = gene.pick(ODD);
+            quoted(&code.into_iter().collect::<String>())
+        }
+        5 => gene.pick(NUMBERS).to_owned(),
         _ => gene.pick(NON_STRINGS).to_owned(),
     })
 }
@@ -1587,7 +1980,7 @@ fn set_or_remove(object: &mut Value, key: &str, value: Option<Value>) {
 fn build_event(
     v2: bool,
     route: RouteSpec,
-    path: Gene,
+    (path, target): (Gene, Route),
     method: &str,
     headers: &HeaderSpec,
     body: Option<&[u8]>,
@@ -1595,14 +1988,18 @@ fn build_event(
 ) -> Value {
     let (v2_template, v1_template) = templates();
     let stage = if v2 { route.v2_stage } else { route.v1_stage };
-    let path = path_value(path, stage);
+    let path = path_value(path, target, stage);
     let string = |s: Option<&str>| s.map(|s| Value::String(s.to_owned()));
     let mut event = if v2 {
         let mut event = v2_template.clone();
-        set_or_remove(&mut event, "routeKey", string(route.v2_route_key));
+        set_or_remove(
+            &mut event,
+            "routeKey",
+            string(route.v2_route_key.as_deref()),
+        );
         event["rawPath"] = Value::String(path.clone());
         let context = &mut event["requestContext"];
-        set_or_remove(context, "routeKey", string(route.v2_route_key));
+        set_or_remove(context, "routeKey", string(route.v2_route_key.as_deref()));
         set_or_remove(context, "stage", string(stage));
         context["http"]["method"] = Value::String(method.to_owned());
         context["http"]["path"] = Value::String(path);
@@ -1610,10 +2007,10 @@ fn build_event(
         event
     } else {
         let mut event = v1_template.clone();
-        event["resource"] = string(route.v1_resource).unwrap_or(Value::Null);
+        event["resource"] = string(route.v1_resource.as_deref()).unwrap_or(Value::Null);
         event["httpMethod"] = Value::String(method.to_owned());
         let context = &mut event["requestContext"];
-        context["resourcePath"] = string(route.v1_resource).unwrap_or(Value::Null);
+        context["resourcePath"] = string(route.v1_resource.as_deref()).unwrap_or(Value::Null);
         context["httpMethod"] = Value::String(method.to_owned());
         context["path"] = Value::String(format!("/{}{path}", stage.unwrap_or("prod")));
         set_or_remove(context, "stage", string(stage));
@@ -1667,92 +2064,353 @@ fn the_model_agrees_with_the_manifest_on_every_sample_event_before_okta() {
         .iter()
         .filter(|c| c.config.is_none())
     {
-        let expected = expect(&common::raw_event(&case.event), true);
+        // The manifest names no field: status and code only.
+        let expected = match expect(&common::raw_event(&case.event), Setup::Default) {
+            Expect::Reject(status, code, _) => Some((status, code)),
+            Expect::Valid => None,
+        };
         match VALIDATION_CODES.iter().find(|code| **code == case.code) {
-            Some(code) => assert_eq!(
-                expected,
-                Expect::Reject(case.status, code),
-                "{}",
-                case.event
-            ),
-            None => assert_eq!(expected, Expect::Valid, "{}", case.event),
+            Some(code) => assert_eq!(expected, Some((case.status, *code)), "{}", case.event),
+            None => assert_eq!(expected, None, "{} is valid", case.event),
         }
     }
 }
 
+/// The sample v2 event, aimed at `route` by its route key and its path, with `body`.
+fn v2_event(route: Route, body: &str) -> Value {
+    let mut event = common::raw_event("apigw-v2-sms.json");
+    let path = route.path();
+    event["routeKey"] = format!("POST {path}").into();
+    event["rawPath"] = path.into();
+    event["requestContext"]["routeKey"] = format!("POST {path}").into();
+    event["requestContext"]["http"]["path"] = path.into();
+    event["body"] = body.into();
+    event
+}
+
+/// `event` with `change` made.
+fn with(mut event: Value, change: impl FnOnce(&mut Value)) -> Value {
+    change(&mut event);
+    event
+}
+
 #[test]
 fn the_model_and_the_handler_agree_on_the_edges() {
-    let v2 = |body: &str, mutate: &dyn Fn(&mut Value)| {
-        let mut event = common::raw_event("apigw-v2-sms.json");
-        event["body"] = Value::String(body.to_owned());
-        mutate(&mut event);
-        event
-    };
+    use Route::{Activate, Resend};
+    use Setup::{Default, NoFactorCheck, TemplateAllowlist};
     let valid = r#"{"userId":"00ub0oNGTSWTBKOLGLNR","factorId":"sms2gt8gzgEBPUWBIFHN"}"#;
-    let none = |_: &mut Value| {};
-    let padded = |len: usize| format!("{valid}{}", " ".repeat(len - valid.len()));
-    let cases: [(Value, bool, Expect); 9] = [
-        (v2(valid, &none), true, Expect::Valid),
+    let padded = |body: &str, len: usize| format!("{body}{}", " ".repeat(len - body.len()));
+    let ids = r#""userId":"00ub0oNGTSWTBKOLGLNR","factorId":"sms2gt8gzgEBPUWBIFHN""#;
+    let activate = |more: &str| v2_event(Activate, &format!("{{{ids}{more}}}"));
+    let resend = |more: &str| v2_event(Resend, &format!("{{{ids}{more}}}"));
+    let code = r#","passCode":"864209""#;
+    let activation = format!("{{{ids}{code}}}");
+    let field = |code: &'static str, name: &str| Expect::Reject(400, code, Some(name.to_owned()));
+    let request = |name: &str| field("invalid_request", name);
+    let passcode_format = field("invalid_passcode_format", "passCode");
+    let template_id = field("invalid_template_id", "templateId");
+    let cases: Vec<(Value, Setup, Expect)> = vec![
+        (v2_event(Resend, valid), Default, Expect::Valid),
         // Without the factor check the destination is required.
-        (v2(valid, &none), false, INVALID_REQUEST),
-        (v2(&padded(MAX_BODY_BYTES), &none), true, Expect::Valid),
         (
-            v2(&padded(MAX_BODY_BYTES + 1), &none),
-            true,
-            Expect::Reject(413, "payload_too_large"),
+            v2_event(Resend, valid),
+            NoFactorCheck,
+            request("phoneNumber"),
         ),
         (
-            v2(
+            v2_event(Resend, &padded(valid, MAX_BODY_BYTES)),
+            Default,
+            Expect::Valid,
+        ),
+        (
+            v2_event(Resend, &padded(valid, MAX_BODY_BYTES + 1)),
+            Default,
+            Expect::Reject(413, "payload_too_large", None),
+        ),
+        (
+            v2_event(
+                Resend,
                 r#"{"userId":"00ub0oNGTSWTBKOLGLNR","userId":"00ub0oNGTSWTBKOLGLNR"}"#,
-                &none,
             ),
-            true,
+            Default,
             INVALID_JSON,
         ),
         // The stage is no part of the route; `$default` is no stage.
         (
-            v2(valid, &|e| {
+            with(v2_event(Resend, valid), |e| {
                 e["requestContext"]["routeKey"] = "$default".into();
                 e["requestContext"]["stage"] = "live".into();
                 e["rawPath"] = "/live/factors/resend".into();
             }),
-            true,
+            Default,
             Expect::Valid,
         ),
         (
-            v2(valid, &|e| {
+            with(v2_event(Resend, valid), |e| {
                 e["requestContext"]["routeKey"] = "$default".into();
                 e["rawPath"] = "/$default/factors/resend".into();
             }),
-            true,
+            Default,
             NOT_FOUND,
         ),
         // The size counts decoded bytes; an undecodable body has none and is invalid JSON.
         (
-            v2(&STANDARD.encode(padded(MAX_BODY_BYTES)), &|e| {
-                e["isBase64Encoded"] = true.into();
-            }),
-            true,
+            with(
+                v2_event(Resend, &STANDARD.encode(padded(valid, MAX_BODY_BYTES))),
+                |e| e["isBase64Encoded"] = true.into(),
+            ),
+            Default,
             Expect::Valid,
         ),
         (
-            v2(&"!".repeat(2 * MAX_BODY_BYTES), &|e| {
+            with(v2_event(Resend, &"!".repeat(2 * MAX_BODY_BYTES)), |e| {
                 e["isBase64Encoded"] = true.into();
             }),
-            true,
+            Default,
             INVALID_JSON,
+        ),
+        // The activate route: by its route key, by its path, by a REST resource.
+        (v2_event(Activate, &activation), Default, Expect::Valid),
+        (
+            v2_event(Activate, &activation),
+            NoFactorCheck,
+            Expect::Valid,
+        ),
+        (
+            with(v2_event(Activate, &activation), |e| {
+                e["requestContext"]["routeKey"] = "$default".into();
+                e["requestContext"]["stage"] = "live".into();
+                e["rawPath"] = "/live/factors/activate".into();
+            }),
+            Default,
+            Expect::Valid,
+        ),
+        // Behind a custom domain the matched route decides, not the path.
+        (
+            with(v2_event(Activate, &activation), |e| {
+                e["rawPath"] = "/okta/factors/resend".into();
+            }),
+            Default,
+            Expect::Valid,
+        ),
+        (
+            with(common::raw_event("apigw-v1-prod-stage.json"), |e| {
+                e["resource"] = "/factors/activate".into();
+                e["requestContext"]["resourcePath"] = "/factors/activate".into();
+                e["path"] = "/okta/factors/activate".into();
+                e["body"] = activation.clone().into();
+            }),
+            Default,
+            Expect::Valid,
+        ),
+        (
+            with(common::raw_event("apigw-v1-prod-stage.json"), |e| {
+                e["resource"] = "/{proxy+}".into();
+                e["requestContext"]["resourcePath"] = "/{proxy+}".into();
+                e["path"] = "/factors/activate".into();
+                e["body"] = activation.clone().into();
+            }),
+            Default,
+            Expect::Valid,
+        ),
+        (
+            with(v2_event(Activate, &activation), |e| {
+                e["requestContext"]["http"]["method"] = "GET".into();
+            }),
+            Default,
+            Expect::Reject(405, "method_not_allowed", None),
+        ),
+        (
+            v2_event(Activate, &padded(&activation, MAX_BODY_BYTES)),
+            Default,
+            Expect::Valid,
+        ),
+        (
+            v2_event(Activate, &padded(&activation, MAX_BODY_BYTES + 1)),
+            Default,
+            Expect::Reject(413, "payload_too_large", None),
+        ),
+        (
+            with(v2_event(Activate, &activation), |e| {
+                e["headers"]["content-type"] = "text/plain".into();
+            }),
+            Default,
+            Expect::Reject(415, "unsupported_media_type", None),
+        ),
+        // Each route's body on the other route.
+        (v2_event(Activate, valid), Default, request("passCode")),
+        (v2_event(Resend, &activation), Default, request("passCode")),
+        // The passcode: 4 to 10 ASCII digits, a string.
+        (activate(r#","passCode":"1234""#), Default, Expect::Valid),
+        (
+            activate(r#","passCode":"1234567890""#),
+            Default,
+            Expect::Valid,
+        ),
+        (
+            activate(r#","passCode":"\u0038\u0036\u0034\u0032""#),
+            Default,
+            Expect::Valid,
+        ),
+        (
+            activate(r#","passCode":"123""#),
+            Default,
+            passcode_format.clone(),
+        ),
+        (
+            activate(r#","passCode":"12345678901""#),
+            Default,
+            passcode_format.clone(),
+        ),
+        (
+            activate(r#","passCode":"١٢٣٤٥٦""#),
+            Default,
+            passcode_format.clone(),
+        ),
+        (
+            activate(r#","passCode":"１２３４""#),
+            Default,
+            passcode_format.clone(),
+        ),
+        (
+            activate(r#","passCode":"123 456""#),
+            Default,
+            passcode_format.clone(),
+        ),
+        (
+            activate(r#","passCode":"""#),
+            Default,
+            passcode_format.clone(),
+        ),
+        (
+            activate(r#","passCode":123456"#),
+            Default,
+            request("passCode"),
+        ),
+        (
+            activate(r#","passCode":null"#),
+            Default,
+            request("passCode"),
+        ),
+        (
+            activate(r#","passCode":["864209"]"#),
+            Default,
+            request("passCode"),
+        ),
+        (activate(""), Default, request("passCode")),
+        // The ids first, whatever the document order; unknown fields last.
+        (
+            v2_event(
+                Activate,
+                r#"{"passCode":"x","factorId":"bad","userId":"00ub0oNGTSWTBKOLGLN"}"#,
+            ),
+            Default,
+            field("invalid_user_id", "userId"),
+        ),
+        (
+            v2_event(
+                Activate,
+                r#"{"extra":1,"userId":"00ub0oNGTSWTBKOLGLNR","factorId":"../../groups/0000000"}"#,
+            ),
+            Default,
+            field("invalid_factor_id", "factorId"),
+        ),
+        (
+            activate(r#","factorType":"sms","passCode":"1""#),
+            Default,
+            passcode_format.clone(),
+        ),
+        (
+            activate(&format!("{code},\"factorType\":\"sms\"")),
+            Default,
+            request("factorType"),
+        ),
+        (
+            activate(&format!("{code},\"templateId\":\"cstk2flOtuCMDJK4b0g3\"")),
+            Default,
+            request("templateId"),
+        ),
+        (
+            activate(&format!("{code},\"+15554151337\":1")),
+            Default,
+            request("(unknown field)"),
+        ),
+        (activate(&format!("{code}{code}")), Default, INVALID_JSON),
+        // templateId: sms only, an Okta id, a string; then the allowlist.
+        (
+            resend(r#","templateId":"cstk2flOtuCMDJK4b0g3""#),
+            Default,
+            Expect::Valid,
+        ),
+        (
+            resend(
+                r#","factorType":"sms","phoneNumber":"+15554151337","templateId":"abcdefghij0123456789""#,
+            ),
+            NoFactorCheck,
+            Expect::Valid,
+        ),
+        (
+            resend(r#","factorType":"call","templateId":"cstk2flOtuCMDJK4b0g3""#),
+            Default,
+            request("templateId"),
+        ),
+        (
+            resend(r#","factorType":"email","templateId":"x""#),
+            Default,
+            request("templateId"),
+        ),
+        (
+            resend(r#","templateId":20"#),
+            Default,
+            request("templateId"),
+        ),
+        (
+            resend(r#","templateId":null"#),
+            Default,
+            request("templateId"),
+        ),
+        (
+            resend(r#","templateId":"es-ES""#),
+            Default,
+            template_id.clone(),
+        ),
+        (
+            resend(r#","templateId":"cstk2flOtuCMDJK4b0g3 ""#),
+            Default,
+            template_id.clone(),
+        ),
+        (
+            resend(r#","templateId":"cstk2flOtuCMDJK4b0g3","extra":1"#),
+            Default,
+            request("extra"),
+        ),
+        (
+            resend(r#","templateId":"cstk2flOtuCMDJK4b0g4""#),
+            TemplateAllowlist,
+            Expect::Valid,
+        ),
+        (
+            resend(r#","templateId":"cstk2flOtuCMDJK4b0g9""#),
+            TemplateAllowlist,
+            template_id.clone(),
+        ),
+        // The body's rules come first, the allowlist last.
+        (
+            resend(r#","templateId":"cstk2flOtuCMDJK4b0g9","extra":1"#),
+            TemplateAllowlist,
+            request("extra"),
         ),
     ];
     // And the handler answers them so, whatever the fuzz run's seed.
     let harness = Harness::new();
-    for (event, verify_factor, expected) in cases {
-        assert_eq!(expect(&event, verify_factor), expected, "{event}");
+    for (event, setup, expected) in cases {
+        assert_eq!(expect(&event, setup), expected, "{event}");
         let case = Case {
-            verify_factor,
+            setup,
             event: event.clone(),
         };
         if let Err(e) = harness.run_case(case) {
-            panic!("{e}: {event}");
+            panic!("{e}: {} {event}", setup.describe());
         }
     }
 }

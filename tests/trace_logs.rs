@@ -1,9 +1,11 @@
 //! The built binary at TRACE (`AWS_LAMBDA_LOG_LEVEL=TRACE` and `RUST_LOG=trace`), driven
 //! through the Lambda Runtime API with events that carry a bearer JWT, phone numbers and
-//! email addresses and the callers' network addresses, through a credential refresh and
-//! the shared guard (its mismatch refusal included): nothing it writes, on stdout or
-//! stderr, holds the Okta token, the guard's key, an `Authorization` value, a full phone
-//! number, a full email address or a caller's address.
+//! email addresses, the callers' network addresses and passcodes, through a credential
+//! refresh, the shared guard (its mismatch refusal included), a resend naming a custom
+//! SMS template and a factor's activation (a wrong code, a malformed one, then the code
+//! the sandbox sent): nothing it writes, on stdout or stderr, holds the Okta token, the
+//! guard's key, an `Authorization` value, a full phone number, a full email address, a
+//! caller's address or a passcode; nor does any answer hold a passcode.
 
 mod common;
 
@@ -16,15 +18,80 @@ use okta_resend::config::{
     DESTINATION_HOURLY_LIMIT_VAR, GUARD_KEY_SECRET_VAR, GUARD_TABLE_VAR, MISMATCH_LIMIT_VAR,
     ORG_URL_VAR, SECRET_ID_VAR,
 };
+use okta_resend::http::route::ACTIVATE_PATH;
 use serde_json::{Value, json};
 
 const JWT: &str = "eyJraWQiOiJzYW1wbGUifQ.eyJ1aWQiOiJzYW1wbGUifQ.c2lnbmF0dXJl";
 const GUARD_KEY: &str = "guard-key-that-must-never-be-logged-0123456789abcdef";
+/// The custom SMS template a resend names.
+const TEMPLATE: &str = "cstk2flOtuCMDJK4b0g3";
+/// The factor a code is sent to with [`TEMPLATE`], then guessed at and activated.
+const ACTIVATED: &str = "smsTraceLogs00000005";
+/// A passcode of the wrong shape, which must not be echoed either.
+const MALFORMED_CODE: &str = "97531-86420";
 
 fn with_body(name: &str, body: Value) -> String {
     let mut event = common::raw_event(name);
     event["body"] = body.to_string().into();
     event.to_string()
+}
+
+/// The sample v2 event turned into `POST /factors/activate` with `body`.
+fn activate_with_body(body: Value) -> String {
+    let mut event: Value = serde_json::from_str(&with_body("apigw-v2-sms.json", body)).unwrap();
+    let route = format!("POST {ACTIVATE_PATH}");
+    event["routeKey"] = route.clone().into();
+    event["rawPath"] = ACTIVATE_PATH.into();
+    event["requestContext"]["routeKey"] = route.into();
+    event["requestContext"]["http"]["path"] = ACTIVATE_PATH.into();
+    event.to_string()
+}
+
+/// The sandbox's snapshot of the seeded user's `factor`.
+async fn snapshot(okta: &str, factor: &str) -> Value {
+    reqwest::get(format!("{okta}/sandbox/factors/{factor}?userId={USER}"))
+        .await
+        .expect("the sandbox's control endpoint")
+        .error_for_status()
+        .expect("a factor a request has reached")
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Where `needle` (digits) stands alone in `text`, not as part of a longer run of digits:
+/// the text around its first such place.
+fn as_number_in<'t>(text: &'t str, needle: &str) -> Option<&'t str> {
+    let (at, _) = text.match_indices(needle).find(|(at, _)| {
+        let before = text[..*at].chars().next_back();
+        let after = text[at + needle.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })?;
+    let mut start = at.saturating_sub(200);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (at + needle.len() + 200).min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    Some(&text[start..end])
+}
+
+/// `stdout` without each JSON line's `timestamp`, whose microseconds are six digits, as a
+/// passcode is.
+fn without_timestamps(stdout: &str) -> String {
+    stdout
+        .lines()
+        .map(|line| match serde_json::from_str::<Value>(line) {
+            Ok(Value::Object(mut fields)) => {
+                fields.remove("timestamp");
+                Value::Object(fields).to_string()
+            }
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,6 +194,39 @@ async fn nothing_secret_or_personal_is_written_at_trace() {
         let answer = runtime.invoke(&format!("trace-{i}"), event).await;
         assert_eq!(answer["statusCode"], status, "event {i}: {answer}");
     }
+
+    // A code sent with a custom template, then guessed at, then typed right: the wrong
+    // code and the right one (read from the sandbox) are both in the events.
+    let resend = with_body(
+        "apigw-v2-sms.json",
+        json!({"userId": USER, "factorId": ACTIVATED, "templateId": TEMPLATE}),
+    );
+    let answer = runtime.invoke("trace-template", resend).await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let sent = snapshot(&okta.url, ACTIVATED).await;
+    assert_eq!(
+        sent["templateId"], TEMPLATE,
+        "Okta got the template: {sent}"
+    );
+    let code = sent["code"].as_str().expect("the code sent").to_owned();
+    let wrong = if code == "864209" { "864210" } else { "864209" };
+    let activations = [(wrong, 403), (MALFORMED_CODE, 400), (code.as_str(), 200)];
+    for (i, (pass_code, status)) in activations.into_iter().enumerate() {
+        let event = activate_with_body(
+            json!({"userId": USER, "factorId": ACTIVATED, "passCode": pass_code}),
+        );
+        let answer = runtime.invoke(&format!("trace-activate-{i}"), event).await;
+        assert_eq!(answer["statusCode"], status, "activation {i}: {answer}");
+        let shown = answer.to_string();
+        for secret in [wrong, MALFORMED_CODE, &code] {
+            assert_eq!(
+                as_number_in(&shown, secret),
+                None,
+                "activation {i} answers with a passcode"
+            );
+        }
+    }
+    assert_eq!(snapshot(&okta.url, ACTIVATED).await["status"], "ACTIVE");
     let _ = child.kill();
     let _ = child.wait();
 
@@ -168,8 +268,30 @@ async fn nothing_secret_or_personal_is_written_at_trace() {
             "5554151339",
             "203.0.113.10",
             "2001:db8:beef",
+            MALFORMED_CODE,
         ] {
             assert!(!text.contains(needle), "{stream} contains {needle:?}");
+        }
+    }
+    // The request's summary lines are there, and no passcode: neither the wrong one nor
+    // the right one, anywhere but as part of a longer number. The right one is the
+    // sandbox's random six digits: anything else that happens to be those six digits
+    // standing alone would fail this too (a line's timestamp is left out; what remains,
+    // such as the time in an `x-amz-date` or a run of digits in a hex id, is some twenty
+    // numbers a run: one chance in some fifty thousand). The failure shows the text
+    // around it.
+    assert!(
+        stdout.contains("\"activated\""),
+        "the activation's summary line"
+    );
+    let stdout = without_timestamps(&stdout);
+    for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        for pass_code in [wrong, code.as_str()] {
+            assert_eq!(
+                as_number_in(text, pass_code),
+                None,
+                "{stream} contains the passcode {pass_code:?}"
+            );
         }
     }
 }

@@ -2,10 +2,10 @@
 """okta-resend's real answers against its contract, openapi.yaml.
 
     conformance.py answers FILE   check answers recorded by `stack.py demo` (JSON lines:
-                                  name, status, headers, body): each status is documented,
-                                  its media type is one the document lists, the body
-                                  validates against that schema and required headers are
-                                  there
+                                  name, route, status, headers, body): each status is
+                                  documented on the operation of its route, its media type
+                                  is one the document lists, the body validates against
+                                  that schema and required headers are there
     conformance.py fuzz URL       schemathesis against the running function at URL, with a
                                   bounded number of generated requests
 
@@ -25,7 +25,9 @@ from referencing.jsonschema import DRAFT202012
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_PATH = ROOT / "openapi.yaml"
 BASE = "urn:okta-resend:openapi"
-ROUTE = "/factors/resend"
+# Where an answer is documented: the operation of the route the request was for; an
+# answer to any other path (404) is documented on both, and checked against the first.
+ROUTES = ("/factors/resend", "/factors/activate")
 
 
 def pointer(*parts: str) -> str:
@@ -37,25 +39,30 @@ class Contract:
         self.spec = spec
         resource = Resource.from_contents(spec, default_specification=DRAFT202012)
         self.registry = Registry().with_resource(BASE, resource)
-        # Every answer, whatever the method or path, is documented on the one operation
-        # (404 and 405 included), as API Gateway and the function give them.
-        self.responses = spec["paths"][ROUTE]["post"]["responses"]
+        # Every answer to a route, whatever the method (404 and 405 included), is
+        # documented on its POST operation, as API Gateway and the function give them.
+        for route in ROUTES:
+            assert "post" in spec["paths"][route], route
 
-    def resolve(self, node: dict) -> dict:
+    def resolve(self, node: dict, at: tuple = ()) -> tuple[dict, tuple]:
+        """The node a `$ref` chain ends at, and that node's path in the document."""
         while "$ref" in node:
             ref = node["$ref"]
             assert ref.startswith("#/"), ref
+            at = tuple(part.replace("~1", "/").replace("~0", "~") for part in ref[2:].split("/"))
             node = self.spec
-            for part in ref[2:].split("/"):
-                node = node[part.replace("~1", "/").replace("~0", "~")]
-        return node
+            for part in at:
+                node = node[part]
+        return node, at
 
-    def check(self, status: int, headers: dict, body: str) -> list[str]:
+    def check(self, route: str, status: int, headers: dict, body: str) -> list[str]:
         problems = []
-        key = str(status) if str(status) in self.responses else "default"
-        if key not in self.responses:
-            return [f"status {status} is not documented"]
-        response = self.resolve(self.responses[key])
+        route = route if route in ROUTES else ROUTES[0]
+        responses = self.spec["paths"][route]["post"]["responses"]
+        key = str(status) if str(status) in responses else "default"
+        if key not in responses:
+            return [f"status {status} is not documented on POST {route}"]
+        response, at = self.resolve(responses[key], ("paths", route, "post", "responses", key))
         headers = {k.lower(): v for k, v in headers.items()}
 
         media = (headers.get("content-type") or "").split(";")[0].strip().lower()
@@ -64,7 +71,7 @@ class Contract:
             if media not in content:
                 problems.append(f"Content-Type {media!r} not in {sorted(content)}")
             else:
-                schema_ref = {"$ref": BASE + pointer("paths", ROUTE, "post", "responses", key, "content", media, "schema")}
+                schema_ref = {"$ref": BASE + pointer(*at, "content", media, "schema")}
                 try:
                     document = json.loads(body)
                 except ValueError:
@@ -77,7 +84,7 @@ class Contract:
             problems.append("a body where the document has none")
 
         for name, header in response.get("headers", {}).items():
-            header = self.resolve(header)
+            header, _ = self.resolve(header)
             value = headers.get(name.lower())
             if value is None:
                 if header.get("required"):
@@ -97,7 +104,7 @@ def check_answers(path: Path) -> int:
     answers = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     failures = 0
     for answer in answers:
-        problems = contract.check(answer["status"], answer["headers"], answer["body"])
+        problems = contract.check(answer.get("route", ROUTES[0]), answer["status"], answer["headers"], answer["body"])
         if problems:
             failures += 1
             print(f"NOT CONFORMING  {answer['name']} ({answer['status']}):")

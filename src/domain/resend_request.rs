@@ -5,61 +5,19 @@
 //! this module alone can build: an id that could change the Okta URL's path, or a phone
 //! number Okta would reject, cannot reach the network.
 
-use std::fmt;
-
-use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
-use serde_json::Value;
-
+use super::fields::{Fields, ValidationError};
 use super::{Destination, E164, Email, FactorType, OktaId, PhoneExtension};
 
 /// The JSON fields the app may send, in the order they are checked.
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "userId",
     "factorId",
     "factorType",
     "phoneNumber",
     "phoneExtension",
     "email",
+    "templateId",
 ];
-
-/// Why a request body was refused. Each variant maps to one problem response
-/// (see `ApiError::problem`); `field` is the JSON name of the offending field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ValidationError {
-    #[error("the body is not a JSON object")]
-    InvalidJson,
-    #[error("field `{field}` is missing, of the wrong type, not allowed here or unknown")]
-    InvalidRequest { field: String },
-    #[error("userId is not an Okta id")]
-    InvalidUserId,
-    #[error("factorId is not an Okta id")]
-    InvalidFactorId,
-    #[error("`{field}` is not a valid phone number")]
-    InvalidPhoneNumber { field: &'static str },
-    #[error("email is not a plausible address")]
-    InvalidEmail,
-}
-
-impl ValidationError {
-    /// `invalid_request` for the field `name`.
-    pub(crate) fn field(name: &str) -> Self {
-        Self::InvalidRequest {
-            field: name.to_owned(),
-        }
-    }
-
-    /// The JSON name of the field at fault, when there is one.
-    pub fn field_name(&self) -> Option<&str> {
-        match self {
-            Self::InvalidJson => None,
-            Self::InvalidRequest { field } => Some(field),
-            Self::InvalidUserId => Some("userId"),
-            Self::InvalidFactorId => Some("factorId"),
-            Self::InvalidPhoneNumber { field } => Some(field),
-            Self::InvalidEmail => Some("email"),
-        }
-    }
-}
 
 /// Whether the app must name the destination. With the factor check on, the enrolled
 /// destination is the one sent and the app's, when given, must match it; with it off, the
@@ -77,21 +35,18 @@ pub struct ResendRequest {
     factor_id: OktaId,
     factor_type: FactorType,
     destination: Option<Destination>,
+    /// The Okta custom SMS template to send with (sms only).
+    template_id: Option<OktaId>,
 }
 
 impl ResendRequest {
     /// Parses and validates the app's JSON body. Fields are checked in a fixed order
-    /// (userId, factorId, factorType, then the factor's profile fields, then unknown
-    /// fields) and the first failure is returned.
+    /// (userId, factorId, factorType, then the factor's profile fields, then templateId,
+    /// then unknown fields) and the first failure is returned.
     pub fn from_json(body: &[u8], rule: DestinationRule) -> Result<Self, ValidationError> {
-        let fields: Fields =
-            serde_json::from_slice(body).map_err(|_| ValidationError::InvalidJson)?;
-
-        let user_id = OktaId::parse(required_str(&fields, "userId")?)
-            .ok_or(ValidationError::InvalidUserId)?;
-        let factor_id = OktaId::parse(required_str(&fields, "factorId")?)
-            .ok_or(ValidationError::InvalidFactorId)?;
-        let factor_type = match optional_str(&fields, "factorType")? {
+        let fields = Fields::parse(body)?;
+        let (user_id, factor_id) = fields.ids()?;
+        let factor_type = match fields.optional_str("factorType")? {
             None => FactorType::Sms,
             Some(raw) => {
                 FactorType::parse(raw).ok_or_else(|| ValidationError::field("factorType"))?
@@ -99,8 +54,8 @@ impl ResendRequest {
         };
 
         let named = |name: &str| match rule {
-            DestinationRule::Required => required_str(&fields, name).map(Some),
-            DestinationRule::Optional => optional_str(&fields, name),
+            DestinationRule::Required => fields.required_str(name).map(Some),
+            DestinationRule::Optional => fields.optional_str(name),
         };
         let destination = match factor_type {
             FactorType::Sms | FactorType::Call => {
@@ -112,7 +67,7 @@ impl ResendRequest {
                         })?)
                     }
                 };
-                let extension = match optional_str(&fields, "phoneExtension")? {
+                let extension = match fields.optional_str("phoneExtension")? {
                     None => None,
                     Some(_) if factor_type == FactorType::Sms => {
                         return Err(ValidationError::field("phoneExtension"));
@@ -123,7 +78,7 @@ impl ResendRequest {
                         },
                     )?),
                 };
-                forbid(&fields, "email")?;
+                fields.forbid("email")?;
                 match (phone, extension) {
                     (None, None) => None,
                     // An extension belongs to a number.
@@ -135,8 +90,8 @@ impl ResendRequest {
                 }
             }
             FactorType::Email => {
-                forbid(&fields, "phoneNumber")?;
-                forbid(&fields, "phoneExtension")?;
+                fields.forbid("phoneNumber")?;
+                fields.forbid("phoneExtension")?;
                 match named("email")? {
                     None => None,
                     Some(raw) => Some(Destination::Email {
@@ -146,17 +101,22 @@ impl ResendRequest {
             }
         };
 
-        if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(k)) {
-            return Err(ValidationError::InvalidRequest {
-                field: echoable_field_name(unknown),
-            });
-        }
+        // Okta documents custom templates for SMS only.
+        let template_id = match fields.optional_str("templateId")? {
+            None => None,
+            Some(_) if factor_type != FactorType::Sms => {
+                return Err(ValidationError::field("templateId"));
+            }
+            Some(raw) => Some(OktaId::parse(raw).ok_or(ValidationError::InvalidTemplateId)?),
+        };
+        fields.only(&FIELDS)?;
 
         Ok(Self {
             user_id,
             factor_id,
             factor_type,
             destination,
+            template_id,
         })
     }
 
@@ -176,87 +136,10 @@ impl ResendRequest {
     pub fn factor_type(&self) -> FactorType {
         self.factor_type
     }
-}
 
-/// The top-level JSON object, keys in document order. A repeated key makes the body
-/// invalid JSON for us: a WAF or log that reads the first copy must not see another
-/// request than the one we validate.
-struct Fields(Vec<(String, Value)>);
-
-impl Fields {
-    fn get(&self, name: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-    }
-
-    fn contains_key(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Fields {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = Fields;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object without repeated keys")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                // At most a few hundred keys fit in 4 KiB: a linear search is fine.
-                let mut fields: Vec<(String, Value)> = Vec::new();
-                while let Some((key, value)) = map.next_entry::<String, Value>()? {
-                    if fields.iter().any(|(k, _)| *k == key) {
-                        return Err(A::Error::custom("repeated key"));
-                    }
-                    fields.push((key, value));
-                }
-                Ok(Fields(fields))
-            }
-        }
-
-        deserializer.deserialize_map(ObjectVisitor)
-    }
-}
-
-/// An unknown field's name is echoed back only when it looks like a field name: a key
-/// can be anything (an address, a phone number, 4 KiB of text) and the problem must not
-/// reflect it. A letter first, then letters, digits or `_`, few digits, 40 at most.
-fn echoable_field_name(name: &str) -> String {
-    let identifier = (1..=40).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && name.bytes().filter(u8::is_ascii_digit).count() < 5;
-    if identifier {
-        name.to_owned()
-    } else {
-        "(unknown field)".to_owned()
-    }
-}
-
-fn required_str<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, ValidationError> {
-    optional_str(fields, name)?.ok_or_else(|| ValidationError::field(name))
-}
-
-/// Absent is `None`; present but not a string (`null` included) is an error.
-fn optional_str<'a>(fields: &'a Fields, name: &str) -> Result<Option<&'a str>, ValidationError> {
-    match fields.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ValidationError::field(name)),
-    }
-}
-
-fn forbid(fields: &Fields, name: &str) -> Result<(), ValidationError> {
-    match fields.contains_key(name) {
-        true => Err(ValidationError::field(name)),
-        false => Ok(()),
+    /// The custom SMS template the app asked for, if any.
+    pub fn template_id(&self) -> Option<&OktaId> {
+        self.template_id.as_ref()
     }
 }
 
@@ -264,7 +147,7 @@ fn forbid(fields: &Fields, name: &str) -> Result<(), ValidationError> {
 mod tests {
     use super::*;
     use crate::domain::tests::{BAD_IDS, BAD_PHONE_NUMBERS, bad_emails};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const USER: &str = "00ub0oNGTSWTBKOLGLNR";
     const FACTOR: &str = "sms2gt8gzgEBPUWBIFHN";
@@ -393,6 +276,25 @@ mod tests {
     }
 
     #[test]
+    fn an_sms_request_may_name_a_custom_template_by_its_okta_id() {
+        let phone = "+15554151337";
+        let req = valid(json!({"phoneNumber": phone, "templateId": "cstk2flOtuCMDJK4b0g3"}));
+        assert_eq!(
+            req.template_id().map(OktaId::as_str),
+            Some("cstk2flOtuCMDJK4b0g3")
+        );
+        assert_eq!(valid(json!({"phoneNumber": phone})).template_id(), None);
+        for bad in BAD_IDS.iter().chain(["x"].iter()) {
+            let body = json!({"userId": USER, "factorId": FACTOR, "phoneNumber": phone, "templateId": bad});
+            assert_eq!(
+                parse(body),
+                Err(ValidationError::InvalidTemplateId),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn email_request() {
         let req = valid(json!({"factorType": "email", "email": "jane.doe@example.com"}));
         let Destination::Email { email } = req.destination().unwrap() else {
@@ -504,9 +406,20 @@ mod tests {
                 "email": "a@example.com", "phoneNumber": "+15554151337"}),
                 "phoneNumber",
             ),
+            // A custom template is for SMS only.
+            (
+                json!({"userId": USER, "factorId": FACTOR, "factorType": "call",
+                "phoneNumber": "+15554151337", "templateId": "cstk2flOtuCMDJK4b0g3"}),
+                "templateId",
+            ),
+            (
+                json!({"userId": USER, "factorId": FACTOR, "factorType": "email",
+                "email": "a@example.com", "templateId": "cstk2flOtuCMDJK4b0g3"}),
+                "templateId",
+            ),
             (
                 json!({"userId": USER, "factorId": FACTOR, "phoneNumber": "+15554151337",
-                "templateId": "x"}),
+                "templateId": 12}),
                 "templateId",
             ),
         ];

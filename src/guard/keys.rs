@@ -6,7 +6,8 @@
 use ring::hmac;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::rules::{HOUR_MS, Limit};
+use super::rules::HOUR_MS;
+use super::settings::Limit;
 use crate::domain::{Destination, OktaId, SourceAddress};
 
 /// The HMAC key must be at least this long.
@@ -72,6 +73,7 @@ impl GuardKey {
             factor: format!("F#{user_id}#{factor_id}"),
             user: format!("U#{user_id}"),
             mismatches: format!("M#{user_id}#{factor_id}"),
+            activations: format!("A#{user_id}#{factor_id}"),
             counters,
         }
     }
@@ -86,6 +88,7 @@ pub(crate) struct ItemKeys {
     pub factor: String,
     pub user: String,
     pub mismatches: String,
+    pub activations: String,
     pub counters: Vec<(Limit, String)>,
 }
 
@@ -143,7 +146,12 @@ mod tests {
         for destination in &destinations {
             let source = SourceAddress::parse("203.0.113.7").unwrap();
             let keys = key("k").item_keys(&user, &factor, Some(destination), Some(&source), now);
-            let mut written = vec![&keys.factor, &keys.user, &keys.mismatches];
+            let mut written = vec![
+                &keys.factor,
+                &keys.user,
+                &keys.mismatches,
+                &keys.activations,
+            ];
             written.extend(keys.counters.iter().map(|(_, key)| key));
             assert!(keys.counter(Limit::Destination).is_some());
             assert!(keys.counter(Limit::SourceAddress).is_some());

@@ -11,6 +11,7 @@
 //! ([`settings`]), the HMAC keys ([`keys`]), the pure rules ([`rules`]) and the DynamoDB
 //! I/O (`store`).
 
+pub mod activation;
 mod error;
 pub mod keys;
 pub mod rules;
@@ -27,14 +28,14 @@ use tokio::time::Instant;
 
 pub use error::GuardError;
 pub use keys::{GuardKey, MIN_KEY_BYTES};
-pub use rules::{Limit, Refusal};
-pub use settings::{GuardSettings, Limits};
+pub use rules::Refusal;
+pub use settings::{GuardSettings, Limit, Limits};
 
 use keys::ItemKeys;
 use rules::{
     Counter, DAY_MS, HOUR_MS, Recording, Snapshot, Timeline, decide_cancellation,
-    factor_given_back, hour_end, recorded, refusal, user_given_back, wait_after_recording,
-    wait_seconds,
+    factor_given_back, hour_end, recorded, refusal, wait_after_recording, wait_seconds,
+    without_time,
 };
 use store::{Single, Store, TimelineWrite, Transaction};
 
@@ -501,7 +502,7 @@ impl Guard {
     async fn give_back_user(&self, written: &Written, now: u64, deadline: Instant) -> bool {
         let mut current = written.user_after.clone();
         for attempt in 0..=CONFLICT_RETRIES {
-            let back = user_given_back(&current, now);
+            let back = without_time(&current, now);
             let write = TimelineWrite {
                 key: &written.user_key,
                 timeline: &back,
@@ -561,6 +562,29 @@ impl Guard {
                 event = "guard_mismatch_not_counted",
                 "a destination mismatch could not be counted"
             );
+        }
+    }
+
+    /// A step's result: a value, or `None` when the table could not be used and the
+    /// guard fails open (then `usage` says so). Only an unusable table fails open: a
+    /// refusal, and a conflict that still loses, never do.
+    fn or_fail_open<T>(
+        &self,
+        usage: &mut GuardUse,
+        result: Result<T, GuardError>,
+    ) -> Result<Option<T>, GuardError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(GuardError::Unavailable(reason)) if self.fail_open => {
+                *usage = GuardUse::FailedOpen;
+                tracing::warn!(
+                    event = "guard_failed_open",
+                    reason = %reason,
+                    "the shared guard's table cannot be used: the request goes on without it (RESEND_GUARD_FAIL_OPEN)"
+                );
+                Ok(None)
+            }
+            Err(err) => Err(err),
         }
     }
 
@@ -702,21 +726,10 @@ impl<'g> Attempt<'g> {
         self.usage
     }
 
-    /// A step's result: a value, or `None` when the table could not be used and the
-    /// guard fails open.
     fn or_fail_open<T>(&mut self, result: Result<T, GuardError>) -> Result<Option<T>, GuardError> {
-        match result {
-            Ok(value) => Ok(Some(value)),
-            Err(GuardError::Unavailable(reason)) if self.guard.is_some_and(|g| g.fail_open) => {
-                self.usage = GuardUse::FailedOpen;
-                tracing::warn!(
-                    event = "guard_failed_open",
-                    reason = %reason,
-                    "the shared guard's table cannot be used: the request goes on without it (RESEND_GUARD_FAIL_OPEN)"
-                );
-                Ok(None)
-            }
-            Err(err) => Err(err),
+        match self.guard {
+            Some(guard) => guard.or_fail_open(&mut self.usage, result),
+            None => result.map(Some),
         }
     }
 }

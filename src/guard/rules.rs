@@ -2,23 +2,13 @@
 //! the table mean for a request, what a recorded resend writes, how long the next resend
 //! must wait, what giving an attempt back writes, and how a cancelled commit is read.
 
-use super::settings::Limits;
+use super::settings::{Limit, Limits};
 use crate::domain::FactorType;
 
 pub(crate) const HOUR_MS: u64 = 3_600_000;
 pub(crate) const DAY_MS: u64 = 24 * HOUR_MS;
-
-/// Which limit refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    Cooldown,
-    UserDaily,
-    Destination,
-    Prefix,
-    Budget,
-    SourceAddress,
-    Mismatches,
-}
+/// Okta's activation window: its limit counts the attempts of the last five minutes.
+pub(crate) const ACTIVATION_WINDOW_MS: u64 = 5 * 60_000;
 
 /// A refusal: the limit, and the exact seconds until it frees (rounded up, at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +131,49 @@ fn window_wait(timeline: &Timeline, limit: u64, window: u64, now: u64) -> Option
     (recent.len() >= limit).then(|| wait_seconds(now, recent[recent.len() - limit] + window))
 }
 
+/// Whether an activation attempt may go to Okta: the factor's attempts of the last five
+/// minutes below their limit, and the caller's address below its hourly cap.
+pub(crate) fn activation_refusal(
+    limits: &Limits,
+    attempts: &Timeline,
+    address: Option<u64>,
+    now: u64,
+) -> Option<Refusal> {
+    let too_many = window_wait(
+        attempts,
+        limits.activate_attempts_limit,
+        ACTIVATION_WINDOW_MS,
+        now,
+    )
+    .map(|wait| Refusal {
+        limit: Limit::ActivationAttempts,
+        retry_after_seconds: wait,
+    });
+    let address = address
+        .filter(|n| *n >= limits.ip_hourly_limit)
+        .map(|_| Refusal {
+            limit: Limit::SourceAddress,
+            retry_after_seconds: wait_seconds(now, hour_end(now)),
+        });
+    too_many
+        .into_iter()
+        .chain(address)
+        .max_by_key(|r| r.retry_after_seconds)
+}
+
+/// The factor's activation attempts once this one is recorded: the last five minutes'
+/// and this one, at most as many as can decide.
+pub(crate) fn attempt_recorded(limits: &Limits, attempts: &Timeline, now: u64) -> Timeline {
+    let mut sends = attempts.within(now, ACTIVATION_WINDOW_MS);
+    sends.push(now);
+    let keep = usize::try_from(limits.activate_attempts_limit).unwrap_or(usize::MAX);
+    Timeline {
+        sends: sends.split_off(sends.len().saturating_sub(keep)),
+        next_at: 0,
+        version: Some(attempts.version.map_or(1, |v| v + 1)),
+    }
+}
+
 /// The factor's and user's timelines once this resend is recorded.
 pub(crate) fn recorded(
     limits: &Limits,
@@ -204,8 +237,9 @@ pub(crate) fn factor_given_back(
     }
 }
 
-/// The user's timeline as it is now (`current`) without the one resend recorded at `at`.
-pub(crate) fn user_given_back(current: &Timeline, at: u64) -> Timeline {
+/// A timeline as it is now (`current`) without the one time recorded at `at`: the user's
+/// without a resend given back, a factor's activation attempts without one undone.
+pub(crate) fn without_time(current: &Timeline, at: u64) -> Timeline {
     let mut sends = current.sends.clone();
     if let Some(i) = sends.iter().position(|t| *t == at) {
         sends.remove(i);
@@ -425,10 +459,43 @@ mod tests {
             next_at: 0,
             version: Some(7),
         };
-        let back = user_given_back(&user, T0 + 5);
+        let back = without_time(&user, T0 + 5);
         assert_eq!(back.sends, [T0, T0 + 9]);
         assert_eq!(back.version, Some(8));
-        assert_eq!(user_given_back(&user, T0 + 6).sends, user.sends);
+        assert_eq!(without_time(&user, T0 + 6).sends, user.sends);
+    }
+
+    #[test]
+    fn activation_attempts_are_counted_over_five_sliding_minutes() {
+        let l = limits();
+        let mut attempts = Timeline::default();
+        for i in 0..5 {
+            assert_eq!(
+                activation_refusal(&l, &attempts, None, T0 + i * 10_000),
+                None
+            );
+            attempts = attempt_recorded(&l, &attempts, T0 + i * 10_000);
+        }
+        assert_eq!(attempts.version, Some(5));
+        // The sixth within five minutes of the first is refused until the first is five
+        // minutes old.
+        assert_eq!(
+            activation_refusal(&l, &attempts, None, T0 + 60_000),
+            Some(Refusal {
+                limit: Limit::ActivationAttempts,
+                retry_after_seconds: 240
+            })
+        );
+        assert_eq!(activation_refusal(&l, &attempts, None, T0 + 300_000), None);
+        // Only what can decide is kept.
+        let next = attempt_recorded(&l, &attempts, T0 + 300_000);
+        assert_eq!(next.sends.len(), 5);
+        assert_eq!(next.sends[0], T0 + 10_000);
+        // The address cap counts activations too.
+        assert_eq!(
+            activation_refusal(&l, &Timeline::default(), Some(100), T0 + 600_000).map(|r| r.limit),
+            Some(Limit::SourceAddress)
+        );
     }
 
     #[test]

@@ -1,7 +1,19 @@
 //! The guard's settings: where its table is, whether it fails open, and the limits.
 
-use super::rules::Limit;
 use crate::domain::FactorType;
+
+/// Which limit refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Cooldown,
+    UserDaily,
+    Destination,
+    Prefix,
+    Budget,
+    SourceAddress,
+    Mismatches,
+    ActivationAttempts,
+}
 
 /// The limits, as configured (`config.rs` reads the variables; the defaults are here).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +32,8 @@ pub struct Limits {
     /// Destination mismatches per factor in the last hour (sliding) after which a request
     /// that names a destination is refused.
     pub mismatch_limit: u64,
+    /// Activation attempts per factor in the last five minutes (sliding), Okta's own limit.
+    pub activate_attempts_limit: u64,
 }
 
 impl Limits {
@@ -35,6 +49,7 @@ impl Limits {
         hourly_budget: 1000,
         ip_hourly_limit: 100,
         mismatch_limit: 3,
+        activate_attempts_limit: 5,
     };
 
     fn base_cooldown_ms(&self, factor_type: FactorType) -> u64 {
@@ -61,7 +76,9 @@ impl Limits {
             Limit::Prefix => self.prefix_hourly_limit,
             Limit::Budget => self.hourly_budget,
             Limit::SourceAddress => self.ip_hourly_limit,
-            Limit::Cooldown | Limit::UserDaily | Limit::Mismatches => u64::MAX,
+            Limit::Cooldown | Limit::UserDaily | Limit::Mismatches | Limit::ActivationAttempts => {
+                u64::MAX
+            }
         }
     }
 

@@ -195,6 +195,25 @@ impl Store {
         single(Self::call(deadline, call, "write").await?).map(|s| s.map(drop))
     }
 
+    /// The timeline `key` emptied, whatever it holds.
+    pub async fn reset_timeline(
+        &self,
+        key: &str,
+        expires_at: u64,
+        deadline: Instant,
+    ) -> Result<Single<()>, GuardError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .update_expression("SET sends = :empty, expires_at = :exp ADD ver :one")
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":exp", num(expires_at))
+            .expression_attribute_values(":one", num(1));
+        single(Self::call(deadline, update.send(), "write").await?).map(|s| s.map(drop))
+    }
+
     /// One more in the counter `key`, on the condition that it is below `limit`; its value
     /// after, from DynamoDB's own answer.
     pub async fn increment(

@@ -11,7 +11,7 @@ use crate::okta::FactorCheckError;
 use crate::okta::OktaError;
 
 use super::problem::Problem;
-use super::route::{MAX_BODY_BYTES, METHOD, ROUTE};
+use super::route::{MAX_BODY_BYTES, METHOD, Route};
 
 /// The `Retry-After` of `guard_unavailable`: long enough for a blip to pass.
 pub const GUARD_UNAVAILABLE_RETRY_SECONDS: u64 = 5;
@@ -22,7 +22,7 @@ pub enum ApiError {
     #[error("no such route")]
     NotFound,
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { route: Route },
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("request body is not application/json")]
@@ -37,6 +37,10 @@ pub enum ApiError {
     DestinationNotAllowed,
     #[error(transparent)]
     Okta(#[from] OktaError),
+    /// Okta's answer to an activation: the same table, but a failure there may have
+    /// activated the factor and sent nothing, so its wording is its own.
+    #[error("activation: {0}")]
+    Activation(OktaError),
     #[error("a shared limit refuses: {0:?}")]
     Guard(Refusal),
     #[error("the shared guard cannot be reached: {reason}")]
@@ -76,7 +80,8 @@ impl ApiError {
     /// summary line (which every request gets). Never anything secret or unmasked.
     pub fn log(&self, context: &ErrorContext<'_>) {
         match self {
-            Self::Okta(OktaError::CredentialRejected { status }) => {
+            Self::Okta(OktaError::CredentialRejected { status })
+            | Self::Activation(OktaError::CredentialRejected { status }) => {
                 tracing::error!(
                     event = "okta_credential_rejected",
                     request_id = %context.request_id,
@@ -138,6 +143,37 @@ impl ApiError {
             retry_after_seconds,
         };
         let row = match self {
+            A::Activation(O::Rejected) => Row {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "rejected_by_okta",
+                title: "Rejected by Okta",
+                detail: fixed(
+                    "Okta refused to activate the factor: it may no longer be waiting for activation. Start the enrollment again.",
+                ),
+                retry_after_seconds: None,
+            },
+            A::Activation(
+                O::CredentialRejected { .. } | O::UnknownRefusal { .. } | O::Upstream { .. },
+            ) => Row {
+                status: StatusCode::BAD_GATEWAY,
+                code: "upstream_error",
+                title: "Upstream error",
+                detail: fixed(
+                    "The code could not be checked because of a temporary problem. Try again; if the code was right, the factor may already be active.",
+                ),
+                retry_after_seconds: None,
+            },
+            A::Activation(O::Timeout) => Row {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                code: "upstream_timeout",
+                title: "Upstream timeout",
+                detail: fixed(
+                    "Okta did not answer in time. Try again; if the code was right, the factor may already be active.",
+                ),
+                retry_after_seconds: None,
+            },
+            // Every other answer reads the same on both routes.
+            A::Activation(other) => return ApiError::Okta(other.clone()).problem(),
             A::NotFound | A::Okta(O::NotFound) => Row {
                 status: StatusCode::NOT_FOUND,
                 code: "not_found",
@@ -145,11 +181,11 @@ impl ApiError {
                 detail: fixed("The user, the factor or the resource does not exist."),
                 retry_after_seconds: None,
             },
-            A::MethodNotAllowed => Row {
+            A::MethodNotAllowed { route } => Row {
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 code: "method_not_allowed",
                 title: "Method not allowed",
-                detail: Cow::Owned(format!("Only {METHOD} is allowed on {ROUTE}.")),
+                detail: Cow::Owned(format!("Only {METHOD} is allowed on {}.", route.path())),
                 retry_after_seconds: None,
             },
             A::PayloadTooLarge => Row {
@@ -213,6 +249,44 @@ impl ApiError {
                 title: "Invalid email address",
                 detail: fixed("email must be an email address of at most 254 characters."),
                 retry_after_seconds: None,
+            },
+            A::Invalid(V::InvalidPassCode) => Row {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_passcode_format",
+                title: "Invalid passcode format",
+                detail: fixed("passCode must be the code received: 4 to 10 digits."),
+                retry_after_seconds: None,
+            },
+            A::Invalid(V::InvalidTemplateId) => Row {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_template_id",
+                title: "Invalid template id",
+                detail: fixed(
+                    "templateId must be the Okta id of an SMS template this service accepts: exactly 20 letters or digits.",
+                ),
+                retry_after_seconds: None,
+            },
+            A::Okta(O::InvalidPasscode) => Row {
+                status: StatusCode::FORBIDDEN,
+                code: "invalid_passcode",
+                title: "Invalid passcode",
+                detail: fixed("The code is not the one sent. Check it and try again."),
+                retry_after_seconds: None,
+            },
+            A::Okta(O::TooManyAttempts {
+                retry_after_seconds,
+            })
+            | A::Guard(Refusal {
+                limit: Limit::ActivationAttempts,
+                retry_after_seconds,
+            }) => Row {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "too_many_attempts",
+                title: "Too many attempts",
+                detail: fixed(
+                    "Too many codes were tried for this factor. Wait retryAfterSeconds before trying again; a new code cannot be sent before then either.",
+                ),
+                retry_after_seconds: Some(*retry_after_seconds),
             },
             A::CallerMismatch => Row {
                 status: StatusCode::FORBIDDEN,
@@ -389,8 +463,8 @@ mod tests {
     use reqwest::header::HeaderMap;
 
     use super::*;
-    use crate::okta::client::classify;
     use crate::okta::client::tests::at;
+    use crate::okta::client::{Call, classify};
 
     fn body(response: &Response<Body>) -> serde_json::Value {
         serde_json::from_slice(response.body()).unwrap()
@@ -416,7 +490,14 @@ mod tests {
         use ValidationError as V;
         let cases: Vec<(ApiError, u16, &str, Option<&str>)> = vec![
             (ApiError::NotFound, 404, "not_found", None),
-            (ApiError::MethodNotAllowed, 405, "method_not_allowed", None),
+            (
+                ApiError::MethodNotAllowed {
+                    route: Route::Resend,
+                },
+                405,
+                "method_not_allowed",
+                None,
+            ),
             (ApiError::PayloadTooLarge, 413, "payload_too_large", None),
             (
                 ApiError::UnsupportedMediaType,
@@ -524,9 +605,15 @@ mod tests {
     #[test]
     fn fixed_facts_are_quoted_from_their_one_source() {
         let detail = |err: ApiError| err.problem().detail.into_owned();
-        assert!(detail(ApiError::MethodNotAllowed).contains(ROUTE));
+        for route in [Route::Resend, Route::Activate] {
+            assert!(detail(ApiError::MethodNotAllowed { route }).contains(route.path()));
+        }
         assert!(detail(ApiError::PayloadTooLarge).contains(&MAX_BODY_BYTES.to_string()));
-        let response = ApiError::MethodNotAllowed.problem().into_response("r");
+        let response = ApiError::MethodNotAllowed {
+            route: Route::Activate,
+        }
+        .problem()
+        .into_response("r");
         assert_eq!(response.headers()[ALLOW], METHOD.as_str());
     }
 
@@ -562,22 +649,9 @@ mod tests {
             (302, None, 502, "upstream_error", None),
             (301, None, 502, "upstream_error", None),
         ];
-        for (okta_status, okta_code, status, code, retry_after) in cases {
-            let okta_status = reqwest::StatusCode::from_u16(okta_status).unwrap();
-            let err = ApiError::from(classify(okta_status, okta_code, &HeaderMap::new(), at(0)));
-            let response = assert_problem(&err, status, code);
-            let header = response
-                .headers()
-                .get(RETRY_AFTER)
-                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
-            assert_eq!(header, retry_after, "{okta_status} {okta_code:?}");
-            assert_eq!(
-                body(&response)["retryAfterSeconds"].as_u64(),
-                retry_after,
-                "{okta_status} {okta_code:?}"
-            );
-        }
+        assert_okta_answers(Call::Resend, &cases);
         let credential = classify(
+            Call::Resend,
             reqwest::StatusCode::UNAUTHORIZED,
             None,
             &HeaderMap::new(),
@@ -585,5 +659,72 @@ mod tests {
         );
         assert_eq!(credential, OktaError::CredentialRejected { status: 401 });
         assert_problem(&OktaError::Timeout.into(), 504, "upstream_timeout");
+    }
+
+    /// The activation's own answers; every other row is the resend's.
+    #[test]
+    fn each_okta_answer_to_an_activation_becomes_its_problem() {
+        let cases = [
+            (403, Some("E0000068"), 403, "invalid_passcode", None),
+            // Any 429 on this endpoint: Okta does not document its limit's error code.
+            (429, Some("E0000047"), 429, "too_many_attempts", Some(300)),
+            (429, Some("E0000109"), 429, "too_many_attempts", Some(300)),
+            (429, None, 429, "too_many_attempts", Some(300)),
+            (404, Some("E0000007"), 404, "not_found", None),
+            (400, Some("E0000001"), 422, "rejected_by_okta", None),
+            (401, Some("E0000011"), 502, "upstream_error", None),
+            (500, None, 502, "upstream_error", None),
+        ];
+        assert_okta_answers(Call::Activate, &cases);
+    }
+
+    /// An activation's failures keep their codes but never say a code "may still arrive".
+    #[test]
+    fn an_activation_s_failures_say_what_may_have_happened() {
+        for (err, status, code) in [
+            (OktaError::Timeout, 504, "upstream_timeout"),
+            (OktaError::Upstream { reason: "x" }, 502, "upstream_error"),
+            (
+                OktaError::UnknownRefusal { status: 400 },
+                502,
+                "upstream_error",
+            ),
+            (OktaError::Rejected, 422, "rejected_by_okta"),
+            (OktaError::NotFound, 404, "not_found"),
+        ] {
+            let activation = ApiError::Activation(err.clone());
+            assert_problem(&activation, status, code);
+            let detail = activation.problem().detail.into_owned();
+            assert!(
+                !detail.contains("arrive") && !detail.contains("send"),
+                "{detail}"
+            );
+        }
+    }
+
+    /// Each (Okta status, errorCode) of `call` answers (our status, our code, Retry-After).
+    #[allow(clippy::type_complexity)]
+    fn assert_okta_answers(call: Call, cases: &[(u16, Option<&str>, u16, &str, Option<u64>)]) {
+        for &(okta_status, okta_code, status, code, retry_after) in cases {
+            let okta_status = reqwest::StatusCode::from_u16(okta_status).unwrap();
+            let err = ApiError::from(classify(
+                call,
+                okta_status,
+                okta_code,
+                &HeaderMap::new(),
+                at(0),
+            ));
+            let response = assert_problem(&err, status, code);
+            let header = response
+                .headers()
+                .get(RETRY_AFTER)
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            assert_eq!(header, retry_after, "{call:?} {okta_status} {okta_code:?}");
+            assert_eq!(
+                body(&response)["retryAfterSeconds"].as_u64(),
+                retry_after,
+                "{call:?} {okta_status} {okta_code:?}"
+            );
+        }
     }
 }

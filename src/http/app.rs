@@ -1,9 +1,12 @@
 //! The HTTP handler: one API Gateway event in, one response out, one log line written.
 //!
-//! [`App::resend`] is the request's whole path, one step a line: accept the HTTP request
-//! (route, method, size, media type, body) -> bind the caller -> guard pre-check -> factor
-//! check -> destination policy -> guard commit -> resend -> give back what Okta proves it
-//! did not send. The first failure answers.
+//! Two routes, the two steps of the verification screen, each a path read top to bottom,
+//! one step a line; the first failure answers:
+//! - [`App::resend`]: accept the HTTP request (method, size, media type, body) -> bind the
+//!   caller -> guard pre-check -> factor check -> destination policy -> guard commit ->
+//!   resend -> give back what Okta proves it did not send;
+//! - [`App::activate`]: accept -> bind the caller -> the guard records the attempt ->
+//!   activate -> a right code clears the attempts.
 
 use std::time::Duration;
 
@@ -16,11 +19,15 @@ use tokio::time::Instant;
 
 use super::api_error::{ApiError, ErrorContext};
 use super::caller::verified_claim;
-use super::route::{MAX_BODY_BYTES, METHOD, is_json, is_our_route};
+use super::route::{MAX_BODY_BYTES, METHOD, Route, is_json, route_of};
 use super::runtime::UndecodableBody;
 use crate::config::Config;
 use crate::deadline::request_deadline;
-use crate::domain::{DestinationRule, ResendRequest, SourceAddress, ValidationError};
+use crate::domain::{
+    ActivateRequest, DestinationRule, FactorType, OktaId, ResendRequest, SourceAddress,
+    ValidationError,
+};
+use crate::guard::activation::ActivationAttempt;
 use crate::guard::{Attempt, Guard, GuardUse};
 use crate::metrics::{Metrics, country_calling_code};
 use crate::okta::{DestinationSource, FactorCheckError, OktaClient, OktaMeta, Resend};
@@ -33,14 +40,23 @@ pub struct App {
     verify_factor: bool,
     destination_policy: DestinationPolicy,
     caller_claim: Option<String>,
+    allowed_template_ids: Vec<OktaId>,
     guard: Option<Guard>,
     metrics: Metrics,
 }
 
-/// A sent code, and how long the app should wait before offering "resend" again.
-struct Sent {
-    resend: Resend,
-    retry_after_seconds: u64,
+/// What a request achieved.
+enum Done {
+    /// A sent code, and how long the app should wait before offering "resend" again.
+    Sent {
+        resend: Resend,
+        retry_after_seconds: u64,
+    },
+    /// An activated factor.
+    Activated {
+        factor_id: OktaId,
+        factor_type: FactorType,
+    },
 }
 
 /// What the request's path has established so far, for its summary log line. Its fields
@@ -48,19 +64,26 @@ struct Sent {
 /// masked.
 #[derive(Default)]
 struct Summary {
+    route: Option<Route>,
     request: Option<ResendRequest>,
     resend: Option<Resend>,
+    activation: Option<ActivateRequest>,
+    /// The activated factor's type, from Okta's answer.
+    activated: Option<FactorType>,
     guard: Option<GuardUse>,
     okta: OktaMeta,
 }
 
 impl Summary {
     fn user_id(&self) -> Option<&str> {
-        self.request.as_ref().map(|r| r.user_id().as_str())
+        let resend = self.request.as_ref().map(ResendRequest::user_id);
+        let activation = self.activation.as_ref().map(ActivateRequest::user_id);
+        resend.or(activation).map(OktaId::as_str)
     }
 
     fn factor_type(&self) -> Option<&'static str> {
-        self.request.as_ref().map(|r| r.factor_type().as_str())
+        let asked = self.request.as_ref().map(ResendRequest::factor_type);
+        asked.or(self.activated).map(FactorType::as_str)
     }
 
     /// The one INFO line of a request: what was asked, where the code went (or would
@@ -89,18 +112,22 @@ impl Summary {
             okta_error_code = self.okta.error_code.as_deref(),
             okta_request_id = self.okta.request_id.as_deref(),
             duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "resend"
+            "{}",
+            // A request for no route of ours keeps the message it always had.
+            self.route.unwrap_or(Route::Resend).name()
         );
     }
 }
 
+/// The 200's body: `retryAfterSeconds` for a sent code only.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SentBody<'a> {
+struct DoneBody<'a> {
     status: &'static str,
     factor_id: &'a str,
     factor_type: &'static str,
-    retry_after_seconds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_seconds: Option<u64>,
 }
 
 impl App {
@@ -111,6 +138,7 @@ impl App {
             verify_factor: config.verify_factor,
             destination_policy: config.destination_policy.clone(),
             caller_claim: config.caller_claim.clone(),
+            allowed_template_ids: config.allowed_template_ids.clone(),
             guard: None,
             metrics: Metrics::stdout(config.metrics_namespace.clone()),
         }
@@ -136,13 +164,37 @@ impl App {
             .lambda_context_ref()
             .map(|c| c.request_id.clone())
             .unwrap_or_default();
-        let mut summary = Summary::default();
-
-        let (response, outcome) = match self.resend(&event, started, &mut summary).await {
-            Ok(sent) => {
-                let country = sent.resend.destination().phone().map(country_calling_code);
-                self.metrics.record("sent", country);
-                (sent_response(&sent), "sent")
+        let route = route_of(&event);
+        let mut summary = Summary {
+            route,
+            ..Summary::default()
+        };
+        let done = match route {
+            None => Err(ApiError::NotFound),
+            Some(Route::Resend) => self.resend(&event, started, &mut summary).await,
+            Some(Route::Activate) => self.activate(&event, started, &mut summary).await,
+        };
+        let (response, outcome) = match done {
+            Ok(done) => {
+                let outcome = match &done {
+                    Done::Sent { resend, .. } => {
+                        let destination = resend.destination();
+                        let mut dimensions =
+                            vec![("factorType", destination.factor_type().as_str())];
+                        dimensions.extend(
+                            destination
+                                .phone()
+                                .map(|phone| ("country", country_calling_code(phone))),
+                        );
+                        self.metrics.record("sent", &dimensions);
+                        "sent"
+                    }
+                    Done::Activated { .. } => {
+                        self.metrics.record("activated", &[]);
+                        "activated"
+                    }
+                };
+                (done_response(&done), outcome)
             }
             Err(err) => {
                 err.log(&ErrorContext {
@@ -158,7 +210,7 @@ impl App {
                 });
                 let problem = err.problem();
                 let code = problem.code;
-                self.metrics.record(code, None);
+                self.metrics.record(code, &[]);
                 (problem.into_response(&request_id), code)
             }
         };
@@ -172,15 +224,15 @@ impl App {
         response
     }
 
-    /// The request's whole path.
+    /// A resend's whole path.
     async fn resend(
         &self,
         event: &Request,
         started: Instant,
         summary: &mut Summary,
-    ) -> Result<Sent, ApiError> {
-        let request = summary.request.insert(self.accept(event)?).clone();
-        self.bind_caller(event, &request)?;
+    ) -> Result<Done, ApiError> {
+        let request = summary.request.insert(self.accept_resend(event)?).clone();
+        self.bind_caller(event, request.user_id())?;
         // Every outbound call of this request shares one deadline.
         let deadline = request_deadline(event, started, self.okta_timeout);
         let source = source_address(event);
@@ -214,44 +266,74 @@ impl App {
         let retry_after_seconds = attempt
             .next_wait()
             .map_or(okta_wait, |wait| wait.max(okta_wait));
-        Ok(Sent {
+        Ok(Done::Sent {
             resend,
             retry_after_seconds,
         })
     }
 
-    /// The HTTP request as this route accepts it: route, method, body size, media type,
-    /// then the body validated, in that order.
-    fn accept(&self, event: &Request) -> Result<ResendRequest, ApiError> {
-        if !is_our_route(event) {
-            return Err(ApiError::NotFound);
-        }
-        if event.method() != METHOD {
-            return Err(ApiError::MethodNotAllowed);
-        }
-        let body: &[u8] = event.body();
-        if body.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge);
-        }
-        if !is_json(event) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        if event.extensions().get::<UndecodableBody>().is_some() {
-            return Err(ValidationError::InvalidJson.into());
-        }
+    /// An activation's whole path. No factor check first: Okta's own answer says whether
+    /// the factor is waiting for this code.
+    async fn activate(
+        &self,
+        event: &Request,
+        started: Instant,
+        summary: &mut Summary,
+    ) -> Result<Done, ApiError> {
+        let body = accept_body(event, Route::Activate)?;
+        let request = summary
+            .activation
+            .insert(ActivateRequest::from_json(body)?)
+            .clone();
+        self.bind_caller(event, request.user_id())?;
+        let deadline = request_deadline(event, started, self.okta_timeout);
+        let source = source_address(event);
+        let attempt =
+            ActivationAttempt::record(self.guard.as_ref(), &request, source.as_ref(), deadline)
+                .await;
+        summary.guard = Some(
+            attempt
+                .as_ref()
+                .map_or(GuardUse::On, ActivationAttempt::usage),
+        );
+        let attempt = attempt?;
+        let reply = self.okta.activate(&request, deadline).await;
+        summary.okta = reply.meta;
+        let factor_type = *summary
+            .activated
+            .insert(reply.result.map_err(ApiError::Activation)?);
+        attempt.clear(deadline).await;
+        Ok(Done::Activated {
+            factor_id: request.factor_id().clone(),
+            factor_type,
+        })
+    }
+
+    /// A resend's body as this route accepts it, and the custom SMS template it names
+    /// among those `RESEND_ALLOWED_TEMPLATE_IDS` accepts.
+    fn accept_resend(&self, event: &Request) -> Result<ResendRequest, ApiError> {
+        let body = accept_body(event, Route::Resend)?;
         let rule = if self.verify_factor {
             DestinationRule::Optional
         } else {
             DestinationRule::Required
         };
-        Ok(ResendRequest::from_json(body, rule)?)
+        let request = ResendRequest::from_json(body, rule)?;
+        match request.template_id() {
+            Some(id)
+                if !self.allowed_template_ids.is_empty()
+                    && !self.allowed_template_ids.contains(id) =>
+            {
+                Err(ValidationError::InvalidTemplateId.into())
+            }
+            _ => Ok(request),
+        }
     }
-
     /// Caller binding: with `CALLER_USER_CLAIM` set, the verified caller may only ask for
     /// its own factors. Checked before anything goes to Okta.
-    fn bind_caller(&self, event: &Request, request: &ResendRequest) -> Result<(), ApiError> {
+    fn bind_caller(&self, event: &Request, user_id: &OktaId) -> Result<(), ApiError> {
         match &self.caller_claim {
-            Some(claim) if verified_claim(event, claim) != Some(request.user_id().as_str()) => {
+            Some(claim) if verified_claim(event, claim) != Some(user_id.as_str()) => {
                 Err(ApiError::CallerMismatch)
             }
             _ => Ok(()),
@@ -288,12 +370,45 @@ impl App {
     }
 }
 
-fn sent_response(sent: &Sent) -> Response<Body> {
-    let body = SentBody {
-        status: "sent",
-        factor_id: sent.resend.factor_id().as_str(),
-        factor_type: sent.resend.destination().factor_type().as_str(),
-        retry_after_seconds: sent.retry_after_seconds,
+/// The HTTP request as `route` accepts it, before its fields: the method, the body's
+/// size, its media type and whether it decoded, in that order.
+fn accept_body(event: &Request, route: Route) -> Result<&[u8], ApiError> {
+    if event.method() != METHOD {
+        return Err(ApiError::MethodNotAllowed { route });
+    }
+    let body: &[u8] = event.body();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if !is_json(event) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    if event.extensions().get::<UndecodableBody>().is_some() {
+        return Err(ValidationError::InvalidJson.into());
+    }
+    Ok(body)
+}
+
+fn done_response(done: &Done) -> Response<Body> {
+    let body = match done {
+        Done::Sent {
+            resend,
+            retry_after_seconds,
+        } => DoneBody {
+            status: "sent",
+            factor_id: resend.factor_id().as_str(),
+            factor_type: resend.destination().factor_type().as_str(),
+            retry_after_seconds: Some(*retry_after_seconds),
+        },
+        Done::Activated {
+            factor_id,
+            factor_type,
+        } => DoneBody {
+            status: "active",
+            factor_id: factor_id.as_str(),
+            factor_type: factor_type.as_str(),
+            retry_after_seconds: None,
+        },
     };
     Response::builder()
         .status(StatusCode::OK)

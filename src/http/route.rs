@@ -1,25 +1,58 @@
-//! The route's facts, each written once: its path, its method, the largest body, the media
-//! type; and how an API Gateway event (HTTP API v2 or REST v1, behind a stage or a custom
-//! domain) is matched against them.
+//! The routes' facts, each written once: their paths, their method, the largest body, the
+//! media type; and how an API Gateway event (HTTP API v2 or REST v1, behind a stage or a
+//! custom domain) is matched against them.
 
 use lambda_http::http::Method;
 use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
-/// The only route this function serves.
-pub const ROUTE: &str = "/factors/resend";
-/// The only method it answers (also the `Allow` header of a 405).
+/// The route that re-sends a factor's code.
+pub const RESEND_PATH: &str = "/factors/resend";
+/// The route that activates a factor with the code the user typed.
+pub const ACTIVATE_PATH: &str = "/factors/activate";
+/// The only method the routes answer (also the `Allow` header of a 405).
 pub const METHOD: Method = Method::POST;
+
+/// The routes this function serves: the two steps of the factor-verification screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Resend,
+    Activate,
+}
+
+impl Route {
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Resend => RESEND_PATH,
+            Self::Activate => ACTIVATE_PATH,
+        }
+    }
+
+    /// The message of the request's summary log line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Resend => "resend",
+            Self::Activate => "activate",
+        }
+    }
+
+    fn of_path(path: &str) -> Option<Self> {
+        [Self::Resend, Self::Activate]
+            .into_iter()
+            .find(|route| route.path() == path)
+    }
+}
 /// Largest accepted request body, counted on the decoded bytes.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
 
-/// Whether the event is for [`ROUTE`]. The route API Gateway matched is the truth where the
-/// event names one: the v2 `routeKey` (`POST /factors/resend`) or the v1 resource path.
-/// Behind a custom domain with an API mapping key, the path itself carries the mapping key
-/// (`/okta/factors/resend`) and only the matched route says which route it is. Without a
-/// named route (`$default`, a `{proxy+}` route, `cargo lambda watch`), the path decides.
-pub fn is_our_route(event: &Request) -> bool {
+/// Which of our routes the event is for, if any. The route API Gateway matched is the
+/// truth where the event names one: the v2 `routeKey` (`POST /factors/resend`) or the v1
+/// resource path. Behind a custom domain with an API mapping key, the path itself carries
+/// the mapping key (`/okta/factors/resend`) and only the matched route says which route it
+/// is. Without a named route (`$default`, a `{proxy+}` route, `cargo lambda watch`), the
+/// path decides.
+pub fn route_of(event: &Request) -> Option<Route> {
     let matched = match event.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => named_route(
             ctx.route_key
@@ -30,10 +63,7 @@ pub fn is_our_route(event: &Request) -> bool {
         Some(RequestContext::ApiGatewayV1(ctx)) => named_route(ctx.resource_path.as_deref()),
         _ => None,
     };
-    match matched {
-        Some(route) => route == ROUTE,
-        None => route_path(event) == ROUTE,
-    }
+    Route::of_path(matched.unwrap_or_else(|| route_path(event)))
 }
 
 /// A route API Gateway matched by name: not `$default`, not a `{proxy+}` route.

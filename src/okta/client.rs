@@ -18,12 +18,14 @@ use serde_json::json;
 
 use super::credential::{Credential, Refresh};
 use super::factor::{EnrolledFactor, Resend};
-use crate::domain::{Destination, FactorType, OktaId, OrgUrl};
+use crate::domain::{ActivateRequest, Destination, FactorType, OktaId, OrgUrl};
 
 /// Okta's answer is never read past this many bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Used for `Retry-After` when Okta's rate-limit headers cannot be trusted.
 const DEFAULT_RATE_LIMIT_WAIT: u64 = 60;
+/// Okta's activation limit is 5 attempts in 5 minutes: its wait is at most this.
+const ACTIVATION_WINDOW_SECONDS: u64 = 300;
 
 /// What went wrong with the call to Okta. Each variant maps to one problem response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +40,12 @@ pub enum OktaError {
     DailyLimitReached,
     #[error("Okta's org rate limit is reached; retry after {retry_after_seconds} s")]
     RateLimited { retry_after_seconds: u64 },
+    #[error("the code is not the factor's")]
+    InvalidPasscode,
+    #[error(
+        "Okta's activation attempts for this factor are spent; retry after {retry_after_seconds} s"
+    )]
+    TooManyAttempts { retry_after_seconds: u64 },
     #[error("Okta rejected our credential (HTTP {status})")]
     CredentialRejected { status: u16 },
     /// A 4xx with no error code we know: Okta refused, for a reason we cannot name.
@@ -61,6 +69,8 @@ impl OktaError {
             | Self::ResendTooSoon { .. }
             | Self::DailyLimitReached
             | Self::RateLimited { .. }
+            | Self::InvalidPasscode
+            | Self::TooManyAttempts { .. }
             | Self::CredentialRejected { .. }
             | Self::UnknownRefusal { .. } => true,
             Self::Upstream { .. } | Self::Timeout => false,
@@ -95,14 +105,17 @@ pub struct OktaReply<T> {
     pub result: Result<T, OktaError>,
 }
 
-/// What a 2xx answer's body is for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum OnSuccess {
-    /// The answer is the point (the factor check): it must arrive in time.
-    ReadBody,
-    /// The status is the point (the resend: a 2xx means the code went out). The body is
+/// Which of Okta's endpoints a call is: each reads its answer its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Call {
+    /// The factor check's GET: the answer is the point, it must arrive in time.
+    Factor,
+    /// The resend: the status is the point (a 2xx means the code went out). The body is
     /// drained until the deadline so the connection can be reused, and then ignored.
-    StatusOnly,
+    Resend,
+    /// The activation: Okta's answer names the factor's type; a wrong code and a throttle
+    /// have their own answers on this endpoint.
+    Activate,
 }
 
 /// The Okta client. Built once per cold start and shared by every request.
@@ -146,7 +159,7 @@ impl OktaClient {
         deadline: Instant,
     ) -> OktaReply<EnrolledFactor> {
         let request = self.http.get(self.factor_url(user_id, factor_id));
-        let (meta, result) = self.exchange(request, deadline, OnSuccess::ReadBody).await;
+        let (meta, result) = self.exchange(request, deadline, Call::Factor).await;
         let result = result.and_then(|body| {
             EnrolledFactor::from_okta_json(&body).ok_or(OktaError::Upstream {
                 reason: "unexpected answer",
@@ -161,18 +174,49 @@ impl OktaClient {
             "{}/resend",
             self.factor_url(resend.user_id(), resend.factor_id())
         );
-        let request = self
-            .http
-            .post(url)
+        let mut request = self.http.post(url);
+        // Okta's custom SMS template, as its documented query parameter (an Okta id: one
+        // harmless token).
+        if let Some(template_id) = resend.template_id() {
+            request = request.query(&[("templateId", template_id.as_str())]);
+        }
+        let request = request
             .header(CONTENT_TYPE, "application/json")
             .body(resend_body(resend).to_string());
-        let (meta, result) = self
-            .exchange(request, deadline, OnSuccess::StatusOnly)
-            .await;
+        let (meta, result) = self.exchange(request, deadline, Call::Resend).await;
         OktaReply {
             meta,
             result: result.map(drop),
         }
+    }
+
+    /// Activates the factor with the code the user typed: Okta's answer says whether the
+    /// factor was waiting and the code is right. Exactly one HTTP request, done by
+    /// `deadline`; its `Ok` is the activated factor's type.
+    pub async fn activate(
+        &self,
+        request: &ActivateRequest,
+        deadline: Instant,
+    ) -> OktaReply<FactorType> {
+        let url = format!(
+            "{}/lifecycle/activate",
+            self.factor_url(request.user_id(), request.factor_id())
+        );
+        let body = json!({ "passCode": request.pass_code().expose() });
+        let request = self
+            .http
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let (meta, result) = self.exchange(request, deadline, Call::Activate).await;
+        let result = result.and_then(|body| {
+            EnrolledFactor::from_okta_json(&body)
+                .and_then(|factor| factor.factor_type())
+                .ok_or(OktaError::Upstream {
+                    reason: "unexpected answer",
+                })
+        });
+        OktaReply { meta, result }
     }
 
     /// Sends one request with our credential and reads its answer, all by `deadline`.
@@ -183,10 +227,10 @@ impl OktaClient {
         &self,
         request: reqwest::RequestBuilder,
         deadline: Instant,
-        on_success: OnSuccess,
+        call: Call,
     ) -> (OktaMeta, Result<Vec<u8>, OktaError>) {
         let again = request.try_clone();
-        let (meta, result) = self.exchange_once(request, deadline, on_success).await;
+        let (meta, result) = self.exchange_once(request, deadline, call).await;
         let token_refused = meta.status == Some(401)
             && matches!(result, Err(OktaError::CredentialRejected { .. }))
             && matches!(meta.error_code.as_deref(), None | Some("E0000011"));
@@ -194,7 +238,7 @@ impl OktaClient {
             Some(again)
                 if token_refused && self.credential.refresh(deadline).await == Refresh::Changed =>
             {
-                self.exchange_once(again, deadline, on_success).await
+                self.exchange_once(again, deadline, call).await
             }
             _ => (meta, result),
         }
@@ -205,7 +249,7 @@ impl OktaClient {
         &self,
         request: reqwest::RequestBuilder,
         deadline: Instant,
-        on_success: OnSuccess,
+        call: Call,
     ) -> (OktaMeta, Result<Vec<u8>, OktaError>) {
         let sent = request
             .header(AUTHORIZATION, self.credential.authorization())
@@ -227,7 +271,7 @@ impl OktaClient {
                 .map(str::to_owned),
         };
         let body = timeout_at(deadline, read_limited(&mut response)).await;
-        if status.is_success() && on_success == OnSuccess::StatusOnly {
+        if status.is_success() && call == Call::Resend {
             // The code went out; what Okta says about the factor (or a body that is late
             // or unreadable) does not change that.
             return (meta, Ok(Vec::new()));
@@ -247,6 +291,7 @@ impl OktaClient {
             .and_then(|b| b.error_code)
             .filter(|code| is_okta_error_code(code));
         let error = classify(
+            call,
             status,
             meta.error_code.as_deref(),
             &headers,
@@ -284,12 +329,26 @@ struct ErrorBody {
 }
 
 /// Maps a non-2xx answer. `errorCode` decides; the status only when the code is unknown.
+/// The activation has two answers of its own: a wrong code (`E0000068`), and its attempt
+/// limit (5 in 5 minutes), whose error code Okta does not document: any 429 there.
 pub(crate) fn classify(
+    call: Call,
     status: StatusCode,
     code: Option<&str>,
     headers: &HeaderMap,
     now: SystemTime,
 ) -> OktaError {
+    if call == Call::Activate {
+        if code == Some("E0000068") {
+            return OktaError::InvalidPasscode;
+        }
+        // Unverified against a real org: Okta documents the limit, not its answer's code.
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return OktaError::TooManyAttempts {
+                retry_after_seconds: rate_limit_wait(headers, now, ACTIVATION_WINDOW_SECONDS),
+            };
+        }
+    }
     match code {
         Some("E0000007") => OktaError::NotFound,
         Some("E0000001" | "E0000003") => OktaError::Rejected,
@@ -298,7 +357,7 @@ pub(crate) fn classify(
         Some("E0000118") => too_soon(FactorType::Email),
         Some("E0000146" | "E0000147") => OktaError::DailyLimitReached,
         Some("E0000047") => OktaError::RateLimited {
-            retry_after_seconds: rate_limit_wait(headers, now),
+            retry_after_seconds: rate_limit_wait(headers, now, DEFAULT_RATE_LIMIT_WAIT),
         },
         Some("E0000011" | "E0000006") => OktaError::CredentialRejected {
             status: status.as_u16(),
@@ -308,7 +367,7 @@ pub(crate) fn classify(
                 status: status.as_u16(),
             },
             StatusCode::TOO_MANY_REQUESTS => OktaError::RateLimited {
-                retry_after_seconds: rate_limit_wait(headers, now),
+                retry_after_seconds: rate_limit_wait(headers, now, DEFAULT_RATE_LIMIT_WAIT),
             },
             s if s.is_redirection() => OktaError::Upstream { reason: "redirect" },
             s if s.is_server_error() => OktaError::Upstream {
@@ -330,9 +389,9 @@ fn too_soon(factor_type: FactorType) -> OktaError {
 }
 
 /// `X-Rate-Limit-Reset` (epoch seconds) minus Okta's `Date` (our clock when it is
-/// missing) plus one second, clamped to 1..=60; 60 when the reset header is missing,
-/// repeated or unparseable.
-fn rate_limit_wait(headers: &HeaderMap, now: SystemTime) -> u64 {
+/// missing) plus one second, clamped to 1..=`longest`; `longest` when the reset header is
+/// missing, repeated or unparseable.
+fn rate_limit_wait(headers: &HeaderMap, now: SystemTime, longest: u64) -> u64 {
     let mut resets = headers.get_all("x-rate-limit-reset").iter();
     let reset = match (resets.next(), resets.next()) {
         (Some(value), None) => value
@@ -342,7 +401,7 @@ fn rate_limit_wait(headers: &HeaderMap, now: SystemTime) -> u64 {
         _ => None,
     };
     let Some(reset) = reset else {
-        return DEFAULT_RATE_LIMIT_WAIT;
+        return longest;
     };
     let okta_now = header_str(headers, DATE.as_str())
         .and_then(|d| httpdate::parse_http_date(d).ok())
@@ -353,7 +412,7 @@ fn rate_limit_wait(headers: &HeaderMap, now: SystemTime) -> u64 {
     reset
         .saturating_sub(now_secs)
         .saturating_add(1)
-        .clamp(1, DEFAULT_RATE_LIMIT_WAIT)
+        .clamp(1, longest)
 }
 
 fn transport_error(err: &reqwest::Error) -> OktaError {
@@ -419,13 +478,13 @@ pub(crate) mod tests {
         let okta_now = 1_795_989_600;
         let h = headers(&[("x-rate-limit-reset", "1795989610"), ("date", date)]);
         assert_eq!(
-            rate_limit_wait(&h, at(0)),
+            rate_limit_wait(&h, at(0), DEFAULT_RATE_LIMIT_WAIT),
             11,
             "Okta's Date wins over our clock"
         );
         let h = headers(&[("x-rate-limit-reset", &(okta_now + 10).to_string())]);
         assert_eq!(
-            rate_limit_wait(&h, at(okta_now)),
+            rate_limit_wait(&h, at(okta_now), DEFAULT_RATE_LIMIT_WAIT),
             11,
             "local clock without Date"
         );
@@ -434,7 +493,7 @@ pub(crate) mod tests {
             ("date", date),
         ]);
         assert_eq!(
-            rate_limit_wait(&h, at(0)),
+            rate_limit_wait(&h, at(0), DEFAULT_RATE_LIMIT_WAIT),
             1,
             "reset in the past clamps to 1"
         );
@@ -442,10 +501,14 @@ pub(crate) mod tests {
             ("x-rate-limit-reset", &(okta_now + 600).to_string()),
             ("date", date),
         ]);
-        assert_eq!(rate_limit_wait(&h, at(0)), 60, "far reset clamps to 60");
+        assert_eq!(
+            rate_limit_wait(&h, at(0), DEFAULT_RATE_LIMIT_WAIT),
+            60,
+            "far reset clamps to 60"
+        );
         let h = headers(&[("x-rate-limit-reset", "1795989610"), ("date", "yesterday")]);
         assert_eq!(
-            rate_limit_wait(&h, at(okta_now)),
+            rate_limit_wait(&h, at(okta_now), DEFAULT_RATE_LIMIT_WAIT),
             11,
             "bad Date falls back to our clock"
         );
@@ -482,7 +545,11 @@ pub(crate) mod tests {
             headers(&[("x-rate-limit-reset", "-5")]),
             headers(&[("x-rate-limit-reset", "")]),
         ] {
-            assert_eq!(rate_limit_wait(&h, now), 60, "{h:?}");
+            assert_eq!(
+                rate_limit_wait(&h, now, DEFAULT_RATE_LIMIT_WAIT),
+                60,
+                "{h:?}"
+            );
         }
     }
 }

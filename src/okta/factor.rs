@@ -51,6 +51,11 @@ struct FactorJson {
 }
 
 impl EnrolledFactor {
+    /// The factor's type, when it is one this function serves.
+    pub fn factor_type(&self) -> Option<FactorType> {
+        self.factor_type
+    }
+
     /// Parses Okta's factor object; `None` when the answer is not one.
     pub fn from_okta_json(body: &[u8]) -> Option<Self> {
         let json: FactorJson = serde_json::from_slice(body).ok()?;
@@ -107,6 +112,7 @@ pub struct Resend {
     factor_id: OktaId,
     destination: Destination,
     source: DestinationSource,
+    template_id: Option<OktaId>,
 }
 
 impl Resend {
@@ -152,6 +158,7 @@ impl Resend {
             factor_id: request.factor_id().clone(),
             destination,
             source,
+            template_id: request.template_id().cloned(),
         }
     }
 
@@ -169,6 +176,11 @@ impl Resend {
 
     pub fn source(&self) -> DestinationSource {
         self.source
+    }
+
+    /// The custom SMS template the app asked for.
+    pub fn template_id(&self) -> Option<&OktaId> {
+        self.template_id.as_ref()
     }
 }
 

@@ -452,6 +452,17 @@ pub fn resend_event(body: &serde_json::Value) -> Request {
     parse_event(&raw_resend_event(body).to_string())
 }
 
+/// The sample v2 event turned into `POST /factors/activate` with the given body.
+pub fn activate_event(body: &serde_json::Value) -> Request {
+    let mut event = raw_resend_event(body);
+    let path = okta_resend::http::route::ACTIVATE_PATH;
+    event["routeKey"] = format!("POST {path}").into();
+    event["rawPath"] = path.into();
+    event["requestContext"]["routeKey"] = format!("POST {path}").into();
+    event["requestContext"]["http"]["path"] = path.into();
+    parse_event(&event.to_string())
+}
+
 /// [`resend_event`] from the source address `ip`, as API Gateway saw it.
 pub fn resend_event_from(body: &serde_json::Value, ip: &str) -> Request {
     let mut event = raw_resend_event(body);
@@ -473,6 +484,27 @@ pub fn json_body(response: &Response<Body>) -> serde_json::Value {
 pub struct Manifest {
     pub configs: std::collections::HashMap<String, ManifestConfig>,
     pub cases: Vec<Case>,
+    /// The verification screen end to end: steps run in order against one factor.
+    pub screen: Option<Screen>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct Screen {
+    pub config: String,
+    pub steps: Vec<Step>,
+}
+
+/// One step of the screen: `body` may hold `"{code}"` (the code the sandbox sent) or
+/// `"{wrongCode}"` (one that cannot be it).
+#[derive(serde::Deserialize)]
+pub struct Step {
+    pub name: String,
+    pub path: String,
+    pub body: serde_json::Value,
+    pub status: u16,
+    pub code: String,
+    #[serde(default, rename = "waitSeconds")]
+    pub wait_seconds: u64,
 }
 
 /// The variables the function runs with for the cases that name this configuration.
