@@ -41,8 +41,9 @@ DEPLOY_JWT_PARAMS := JwtIssuer=https://example.okta.com/oauth2/default \
   GuardTableDeletionProtection=true GuardTablePointInTimeRecovery=true GuardFailOpen=true \
   ResendCooldownSeconds=60 ResendEmailCooldownSeconds=10 ResendCooldownMaxSeconds=3600 \
   ResendUserDailyLimit=20 ResendDestinationHourlyLimit=3 ResendPrefixHourlyLimit=10 \
-  ResendHourlyBudget=0 ResendIpHourlyLimit=20 ResendMismatchLimit=1 \
-  SentPerHourAlarmThreshold=100 Api5xxAlarm=true
+  ResendHourlyBudget=0 ResendIpHourlyLimit=20 ResendMismatchLimit=1 ActivateAttemptsLimit=3 \
+  AllowedTemplateIds=cstk2flOtuCMDJK4b0g3,cstk2flOtuCMDJK4b0g4 \
+  SentPerHourAlarmThreshold=100 ActivationFailuresAlarmThreshold=20 Api5xxAlarm=true
 # The guard off: no table, no key secret, no DynamoDB permission (behind a JWT: an open
 # route without the guard is what docs/security.md advises against).
 DEPLOY_GUARD_OFF_PARAMS := Guard=false JwtIssuer=https://example.okta.com/oauth2/default \
@@ -66,11 +67,13 @@ tools-deploy: $(SAM_VENV)/.installed $(LINT_VENV)/.installed
 ## key + alarm topic + reserved concurrency + tuned guard limits; and the guard off
 ## (Guard=false, with a JWT). Any cfn-lint match, warning or not, fails. The policy check
 ## then asserts the template's Rules (as written, its defaults without a JWT are refused,
-## AllowAnonymous=true or a JWT accepted; each copy is accepted), the guard's resources
-## and permissions in each state (on for the first three, off for the last), the alarms
-## (Errors and Throttles always, the API's 5xx only in the JWT copy, which sets
-## Api5xxAlarm=true and an alarm topic) and that every log group outlives the stack. The
-## template as written must be the policy check's first argument.
+## AllowAnonymous=true or a JWT accepted; each copy is accepted), the two routes (resend
+## and activate: one integration, one authorizer, the stage's throttling, one invoke
+## permission each), the guard's resources and permissions in each state (on for the first
+## three, off for the last), the alarms (Errors and Throttles always, guessed codes always,
+## the API's 5xx only in the JWT copy, which sets Api5xxAlarm=true and an alarm topic), the
+## dashboard, and that every log group outlives the stack. The template as written must be
+## the policy check's first argument.
 LINT_COPIES := $(LINT_DIR)/open.json $(LINT_DIR)/jwt.json $(LINT_DIR)/guard-off.json
 check-template: $(SAM_VENV)/.installed
 	@mkdir -p $(LINT_DIR)

@@ -13,7 +13,11 @@ deploys, after the SAM transform (so a role or route SAM adds on its own would b
     are refused, as is a half-set JWT pair; AllowAnonymous=true is accepted, and so is
     JwtIssuer with JwtAudience; every COPY's own values are accepted (each is a
     deployment that must go through);
-  * the API has exactly one route, `POST /factors/resend` (no ANY, no {proxy+});
+  * the API has exactly two routes, `POST /factors/resend` and `POST /factors/activate`
+    (no ANY, no {proxy+}), with the same integration, authorization type, authorizer and
+    scopes; the stage's default route settings throttle them (ThrottlingBurstLimit and
+    ThrottlingRateLimit) and no per-route settings override that; API Gateway may invoke
+    the function for these two routes only (one Lambda permission each);
   * no IAM statement has a `*` resource or action, and no role gets a managed policy;
   * the function: provided.al2023, bootstrap, 128 MB, a timeout above the 20 s ceiling
     of OKTA_TIMEOUT_MS (the OktaTimeoutMs parameter's MaxValue is that ceiling), JSON logs
@@ -32,6 +36,10 @@ deploys, after the SAM transform (so a role or route SAM adds on its own would b
     minutes, missing data not breaching) always, and one on the HTTP API's `5xx`
     (AWS/ApiGateway, ApiId and Stage) exactly when Api5xxAlarm is true; every alarm
     notifies AlarmTopicArn (alarm and OK) when it is set and nothing when it is empty;
+    an alarm on the activations refused as invalid_passcode plus too_many_attempts
+    (ActivationFailuresAlarmThreshold); one dashboard, whose widgets graph the EMF metric
+    Requests by factorType, country and outcome (activated, invalid_passcode,
+    too_many_attempts) and the function's Errors and Duration;
     every log group is kept when the stack is deleted (DeletionPolicy Retain or
     RetainExceptOnCreate, UpdateReplacePolicy Retain), and the function's log and the
     API's access log go to log groups of this template.
@@ -39,8 +47,10 @@ The '*' check looks into both branches of every Fn::If. Runs with the SAM venv's
 (cfn-lint's loader, the SAM translator), offline.
 """
 
+import json
 import logging
 import os
+import re
 import sys
 
 from cfnlint.decode import decode
@@ -93,8 +103,13 @@ GUARD_VARIABLES = (
     "RESEND_GUARD_TABLE", "RESEND_GUARD_KEY_SECRET_ID", "RESEND_GUARD_FAIL_OPEN",
     "RESEND_COOLDOWN_SECONDS", "RESEND_EMAIL_COOLDOWN_SECONDS", "RESEND_COOLDOWN_MAX_SECONDS",
     "RESEND_USER_DAILY_LIMIT", "RESEND_DESTINATION_HOURLY_LIMIT", "RESEND_PREFIX_HOURLY_LIMIT",
-    "RESEND_HOURLY_BUDGET", "RESEND_IP_HOURLY_LIMIT", "RESEND_MISMATCH_LIMIT", "METRICS_NAMESPACE",
+    "RESEND_HOURLY_BUDGET", "RESEND_IP_HOURLY_LIMIT", "RESEND_MISMATCH_LIMIT", "ACTIVATE_ATTEMPTS_LIMIT",
+    "METRICS_NAMESPACE",
 )
+# The API's routes, each served by the function (src/http/route.rs).
+ROUTE_KEYS = ["POST /factors/activate", "POST /factors/resend"]
+# What both routes must share: the integration, and how callers are authorized.
+ROUTE_SHARED = ("Target", "AuthorizationType", "AuthorizerId", "AuthorizationScopes")
 
 
 class Unresolvable(Exception):
@@ -417,6 +432,113 @@ def check_operations(template: dict, cfn: dict, fn_name: str) -> list[str]:
     return problems
 
 
+def check_routes(resources: dict) -> list[str]:
+    """The two routes, as alike as the verification screen needs: one integration, one
+    way to authorize, one throttling, and an invoke permission for each route only."""
+    problems = []
+    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in resources.values()
+              if r["Type"] == "AWS::ApiGatewayV2::Route"}
+    if sorted(routes) != ROUTE_KEYS:
+        problems.append(f"routes are {sorted(routes)}, expected exactly {ROUTE_KEYS}")
+    apis = [n for n, r in resources.items() if r["Type"] in ("AWS::ApiGatewayV2::Api", "AWS::ApiGateway::RestApi")]
+    if len(apis) != 1:
+        problems.append(f"expected one API, found {apis}")
+    if len(routes) > 1:
+        first, *others = sorted(routes)
+        for key in ROUTE_SHARED:
+            for other in others:
+                if routes[other].get(key) != routes[first].get(key):
+                    problems.append(f"{other}: {key} is {routes[other].get(key)!r}, but {first}'s is "
+                                    f"{routes[first].get(key)!r} (both routes must be served and "
+                                    f"authorized alike)")
+    for name, res in resources.items():
+        if res["Type"] != "AWS::ApiGatewayV2::Stage":
+            continue
+        props = res["Properties"]
+        default = props.get("DefaultRouteSettings", {})
+        for key, param in (("ThrottlingBurstLimit", "ThrottlingBurstLimit"), ("ThrottlingRateLimit", "ThrottlingRateLimit")):
+            if default.get(key) != {"Ref": param}:
+                problems.append(f"{name}: DefaultRouteSettings.{key} is {default.get(key)!r}, expected the "
+                                f"{param} parameter (it throttles every route)")
+        if props.get("RouteSettings"):
+            problems.append(f"{name}: RouteSettings {props['RouteSettings']!r} would throttle the routes apart")
+
+    # API Gateway's invoke permissions: one per route, for that route's method and path.
+    arns = []
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Lambda::Permission":
+            continue
+        source = res["Properties"].get("SourceArn")
+        text = source.get("Fn::Sub") if isinstance(source, dict) else source
+        if not isinstance(text, str):
+            problems.append(f"{name}: SourceArn {source!r} is not one route's ARN")
+            continue
+        arns.append(text)
+    want = sorted("/*/" + key.replace(" ", "") for key in ROUTE_KEYS)
+    got = sorted(a[a.rfind("}/*/") + 1:] if "}/*/" in a else a for a in arns)
+    if got != want:
+        problems.append(f"Lambda permissions are for {got}, expected one for each route: {want}")
+    return problems
+
+
+def check_dashboard_and_activation_alarm(template: dict, cfn: dict) -> list[str]:
+    """The alarm on guessed codes and the dashboard, with the template's defaults."""
+    problems = []
+    try:
+        resources = Deployed(template).resources(cfn["Resources"])
+    except Unresolvable as err:
+        return [f"cannot resolve the template's conditions from its defaults: {err}"]
+    namespace = {"Fn::Sub": "okta-resend/${AWS::StackName}"}
+
+    def outcomes(props: dict) -> set:
+        return {d["Value"] for q in props.get("Metrics", []) if "MetricStat" in q
+                for d in q["MetricStat"]["Metric"].get("Dimensions", []) if d.get("Name") == "outcome"
+                and q["MetricStat"]["Metric"].get("Namespace") == namespace
+                and q["MetricStat"]["Metric"].get("MetricName") == "Requests"}
+
+    guessing = [n for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"
+                and outcomes(r["Properties"]) == {"invalid_passcode", "too_many_attempts"}]
+    if len(guessing) != 1:
+        problems.append(f"expected one alarm on Requests with outcome invalid_passcode and too_many_attempts, "
+                        f"found {guessing}")
+    for name in guessing:
+        props = resources[name]["Properties"]
+        if props.get("Threshold") != {"Ref": "ActivationFailuresAlarmThreshold"}:
+            problems.append(f"{name}: Threshold is {props.get('Threshold')!r}, expected ActivationFailuresAlarmThreshold")
+        returned = [q for q in props["Metrics"] if q.get("ReturnData", True)]
+        if len(returned) != 1 or "wrong" not in returned[0].get("Expression", "") \
+                or "locked" not in returned[0].get("Expression", ""):
+            problems.append(f"{name}: the one returned query must add both outcomes, found {returned!r}")
+
+    dashboards = [n for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    if len(dashboards) != 1:
+        return problems + [f"expected one dashboard, found {dashboards}"]
+    body = resources[dashboards[0]]["Properties"].get("DashboardBody")
+    text = body.get("Fn::Sub") if isinstance(body, dict) else body
+    if not isinstance(text, str):
+        return problems + [f"{dashboards[0]}: DashboardBody {body!r} is not a Fn::Sub string"]
+    # Fn::Sub's variables as the values they stand for, to read the JSON.
+    sample = re.sub(r"\$\{[A-Za-z0-9]+\}", "1", text.replace("${AWS::StackName}", "STACK")
+                    .replace("${AWS::Region}", "us-east-1").replace("${OktaResendFunction}", "FN"))
+    try:
+        widgets = json.loads(sample)["widgets"]
+    except (ValueError, KeyError, TypeError) as err:
+        return problems + [f"{dashboards[0]}: DashboardBody is not a dashboard's JSON: {err}"]
+    lines = [line for w in widgets for line in w.get("properties", {}).get("metrics", [])]
+    plain = [[v for v in line if isinstance(v, str)] for line in lines]
+    searches = " ".join(v.get("expression", "") for line in lines for v in line if isinstance(v, dict))
+    want = [["okta-resend/STACK", "Requests", "factorType", t] for t in ("sms", "call", "email")]
+    want += [["okta-resend/STACK", "Requests", "outcome", o] for o in ("activated", "invalid_passcode", "too_many_attempts")]
+    want += [["AWS/Lambda", m, "FunctionName", "FN"] for m in ("Errors", "Duration")]
+    for line in want:
+        if line not in plain:
+            problems.append(f"{dashboards[0]}: no widget graphs {line}")
+    for dimension in ("country", "outcome"):
+        if f'"okta-resend/STACK",{dimension}}}' not in searches:
+            problems.append(f"{dashboards[0]}: no SEARCH over Requests by {dimension}")
+    return problems
+
+
 def check(path, as_written: bool):
     problems = []
     source, matches = decode(path)
@@ -442,12 +564,7 @@ def check(path, as_written: bool):
     cfn = Translator(managed_policy_map={}, sam_parser=Parser()).translate(source, parameter_values={})
     resources = cfn["Resources"]
 
-    routes = [r["Properties"]["RouteKey"] for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Route"]
-    if routes != ["POST /factors/resend"]:
-        problems.append(f"routes are {routes}, expected only POST /factors/resend")
-    apis = [n for n, r in resources.items() if r["Type"] in ("AWS::ApiGatewayV2::Api", "AWS::ApiGateway::RestApi")]
-    if len(apis) != 1:
-        problems.append(f"expected one API, found {apis}")
+    problems += check_routes(resources)
 
     for name, doc in walk_statements(resources):
         for stmt in every_branch(statements(doc)):
@@ -471,11 +588,12 @@ def check(path, as_written: bool):
     if logging.get("LogFormat") != "JSON" or "LogGroup" not in logging:
         problems.append(f"{fn_name}: LoggingConfig must be JSON into the template's own log group")
     env = lam.get("Environment", {}).get("Variables", {})
-    for var in ("OKTA_ORG_URL", "OKTA_SECRET_ID", "OKTA_TIMEOUT_MS"):
+    for var in ("OKTA_ORG_URL", "OKTA_SECRET_ID", "OKTA_TIMEOUT_MS", "RESEND_ALLOWED_TEMPLATE_IDS"):
         if var not in env:
             problems.append(f"{fn_name}: environment lacks {var}")
     problems += check_guard(source, cfn, fn_name)
     problems += check_operations(source, cfn, fn_name)
+    problems += check_dashboard_and_activation_alarm(source, cfn)
     return [f"{path}: {p}" for p in problems]
 
 
@@ -485,9 +603,11 @@ def main(paths):
         print(p, file=sys.stderr)
     if not problems:
         print(f"{', '.join(paths)}: Rules refuse an anonymous deployment unless AllowAnonymous=true "
-              f"(every copy accepted), one POST /factors/resend route, no '*' in IAM, function as specified, "
+              f"(every copy accepted), the routes POST /factors/resend and POST /factors/activate alike, "
+              f"no '*' in IAM, function as specified, "
               f"guard table and key access exactly as specified (or absent with Guard=false), "
-              f"Errors and Throttles alarms (5xx with Api5xxAlarm=true), log groups retained")
+              f"Errors and Throttles alarms (5xx with Api5xxAlarm=true), the guessed-codes alarm and the "
+              f"dashboard, log groups retained")
     return 1 if problems else 0
 
 
