@@ -5,6 +5,7 @@
 pub mod client;
 pub mod credential;
 pub mod factor;
+pub mod jwt;
 
 pub use client::{OktaClient, OktaError, OktaMeta, OktaReply};
 pub use credential::{Credential, CredentialError, SecretsManagerSource, TokenSource};
