@@ -12,7 +12,8 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+
+use super::secret::SecretCredential;
 
 /// The secret read is bounded: a cold start must fail clearly, not hang. This is the read's
 /// only timeout (the SDK's own operation timeout is not set), so the message is always ours.
@@ -45,34 +46,16 @@ impl std::fmt::Debug for TokenSource {
     }
 }
 
-/// The JSON form of the secret. Unknown keys are ignored: later credential types add some.
-#[derive(Deserialize)]
-struct SecretJson {
-    #[serde(rename = "apiToken")]
-    api_token: Option<String>,
-}
-
 impl TokenSource {
-    /// Parses a `SecretString`: the bare token, or `{"apiToken":"..."}`. Trimmed.
+    /// Parses a `SecretString`: the bare token, or `{"apiToken":"..."}`. Trimmed. A
+    /// service app's secret is read as one (see `secret.rs`) but not yet used here.
     pub fn from_secret_string(raw: &str) -> Result<Self, &'static str> {
-        let raw = raw.trim();
-        let token = if raw.starts_with('{') {
-            let parsed: SecretJson = serde_json::from_str(raw)
-                .map_err(|_| "JSON secret is not an object with a string apiToken")?;
-            parsed.api_token.ok_or("JSON secret has no apiToken")?
-        } else {
-            raw.to_owned()
-        };
-        let token = token.trim();
-        if token.is_empty() {
-            return Err("the token is empty");
+        match SecretCredential::parse(raw)? {
+            SecretCredential::ApiToken(api_token) => Ok(Self { api_token }),
+            SecretCredential::ServiceApp(_) => Err(
+                "the secret holds an OAuth service app (clientId, privateKey), which this version cannot use yet: store an apiToken",
+            ),
         }
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("the token has characters a token cannot have");
-        }
-        Ok(Self {
-            api_token: SecretString::from(token),
-        })
     }
 
     /// Whether `other` holds the same token (a re-read secret that did not change).
