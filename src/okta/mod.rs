@@ -6,6 +6,7 @@ pub mod client;
 pub mod credential;
 pub mod factor;
 pub mod jwt;
+pub mod oauth;
 pub mod secret;
 
 pub use client::{OktaClient, OktaError, OktaMeta, OktaReply};
