@@ -11,6 +11,8 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use crate::config::{Config, ConfigError};
 use crate::guard::{self, Guard, GuardKey};
 use crate::http::App;
+use crate::okta::client::okta_http_client;
+use crate::okta::secret::SecretCredential;
 use crate::okta::{Credential, CredentialError, OktaClient, SecretsManagerSource};
 
 /// Why a cold start could not produce a working [`App`].
@@ -67,12 +69,13 @@ pub async fn init_with_sdk_config(
     let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
     let okta_secret = SecretsManagerSource::new(secrets.clone(), config.secret_id.clone());
     let Some(settings) = &config.guard else {
-        let token = okta_secret.fetch().await?;
-        return app_with_credential(config, Credential::from_secret(token, okta_secret));
+        let secret = okta_secret.fetch_credential().await?;
+        let credential = credential(config, secret, okta_secret).await?;
+        return app_with_credential(config, credential);
     };
     let key_secret = SecretsManagerSource::new(secrets, settings.key_secret_id.clone());
-    let (token, key) = tokio::join!(okta_secret.fetch(), key_secret.read());
-    let credential = Credential::from_secret(token?, okta_secret);
+    let (secret, key) = tokio::join!(okta_secret.fetch_credential(), key_secret.read());
+    let credential = credential(config, secret?, okta_secret).await?;
     let key = GuardKey::from_secret(&key?).map_err(|reason| InitError::GuardKey {
         secret_id: settings.key_secret_id.clone(),
         reason,
@@ -84,6 +87,19 @@ pub async fn init_with_sdk_config(
         guard::system_clock(),
     );
     Ok(app_with_credential(config, credential)?.with_guard(guard))
+}
+
+/// The credential the secret holds, ready: a service app has its first token.
+async fn credential(
+    config: &Config,
+    secret: SecretCredential,
+    source: SecretsManagerSource,
+) -> Result<Credential, InitError> {
+    let http = okta_http_client()?;
+    let credential =
+        Credential::from_secret_credential(secret, Some(source), &config.org_url, http);
+    credential.prepare().await?;
+    Ok(credential)
 }
 
 /// The [`App`] for `config`, calling Okta with `credential`, without the guard (see

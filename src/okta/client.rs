@@ -12,12 +12,13 @@ use std::time::{Duration, SystemTime};
 use tokio::time::{Instant, timeout_at};
 
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE, HeaderMap};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, DATE, HeaderMap};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::credential::{Credential, Refresh};
 use super::factor::{EnrolledFactor, Resend};
+use super::oauth::TokenError;
 use crate::domain::{ActivateRequest, Destination, FactorType, OktaId, OrgUrl};
 
 /// Okta's answer is never read past this many bytes.
@@ -105,6 +106,13 @@ pub struct OktaReply<T> {
     pub result: Result<T, OktaError>,
 }
 
+/// A call's method and URL without its query: what a DPoP proof names.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    method: &'static str,
+    url: &'a str,
+}
+
 /// Which of Okta's endpoints a call is: each reads its answer its own way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Call {
@@ -127,16 +135,7 @@ pub struct OktaClient {
 
 impl OktaClient {
     pub fn new(org_url: OrgUrl, credential: Credential) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("okta-resend/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            // Lambda freezes idle instances; drop pooled connections before Okta's edge
-            // is likely to have closed them, so a thawed instance does not write into a
-            // dead socket (which, never retried, would be a 502).
-            .pool_idle_timeout(Duration::from_secs(20))
-            // No client timeout: each call is bounded by the request's deadline instead,
-            // one timer for everything the request sends.
-            .build()?;
+        let http = okta_http_client()?;
         Ok(Self {
             http,
             org_url,
@@ -158,8 +157,13 @@ impl OktaClient {
         factor_id: &OktaId,
         deadline: Instant,
     ) -> OktaReply<EnrolledFactor> {
-        let request = self.http.get(self.factor_url(user_id, factor_id));
-        let (meta, result) = self.exchange(request, deadline, Call::Factor).await;
+        let url = self.factor_url(user_id, factor_id);
+        let request = self.http.get(&url);
+        let target = Target {
+            method: "GET",
+            url: &url,
+        };
+        let (meta, result) = self.exchange(request, target, deadline, Call::Factor).await;
         let result = result.and_then(|body| {
             EnrolledFactor::from_okta_json(&body).ok_or(OktaError::Upstream {
                 reason: "unexpected answer",
@@ -174,7 +178,7 @@ impl OktaClient {
             "{}/resend",
             self.factor_url(resend.user_id(), resend.factor_id())
         );
-        let mut request = self.http.post(url);
+        let mut request = self.http.post(&url);
         // Okta's custom SMS template, as its documented query parameter (an Okta id: one
         // harmless token).
         if let Some(template_id) = resend.template_id() {
@@ -183,7 +187,11 @@ impl OktaClient {
         let request = request
             .header(CONTENT_TYPE, "application/json")
             .body(resend_body(resend).to_string());
-        let (meta, result) = self.exchange(request, deadline, Call::Resend).await;
+        let target = Target {
+            method: "POST",
+            url: &url,
+        };
+        let (meta, result) = self.exchange(request, target, deadline, Call::Resend).await;
         OktaReply {
             meta,
             result: result.map(drop),
@@ -205,10 +213,16 @@ impl OktaClient {
         let body = json!({ "passCode": request.pass_code().expose() });
         let request = self
             .http
-            .post(url)
+            .post(&url)
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let (meta, result) = self.exchange(request, deadline, Call::Activate).await;
+        let target = Target {
+            method: "POST",
+            url: &url,
+        };
+        let (meta, result) = self
+            .exchange(request, target, deadline, Call::Activate)
+            .await;
         let result = result.and_then(|body| {
             EnrolledFactor::from_okta_json(&body)
                 .and_then(|factor| factor.factor_type())
@@ -226,11 +240,12 @@ impl OktaClient {
     async fn exchange(
         &self,
         request: reqwest::RequestBuilder,
+        target: Target<'_>,
         deadline: Instant,
         call: Call,
     ) -> (OktaMeta, Result<Vec<u8>, OktaError>) {
         let again = request.try_clone();
-        let (meta, result) = self.exchange_once(request, deadline, call).await;
+        let (meta, result) = self.exchange_once(request, target, deadline, call).await;
         let token_refused = meta.status == Some(401)
             && matches!(result, Err(OktaError::CredentialRejected { .. }))
             && matches!(meta.error_code.as_deref(), None | Some("E0000011"));
@@ -238,7 +253,7 @@ impl OktaClient {
             Some(again)
                 if token_refused && self.credential.refresh(deadline).await == Refresh::Changed =>
             {
-                self.exchange_once(again, deadline, call).await
+                self.exchange_once(again, target, deadline, call).await
             }
             _ => (meta, result),
         }
@@ -248,11 +263,24 @@ impl OktaClient {
     async fn exchange_once(
         &self,
         request: reqwest::RequestBuilder,
+        target: Target<'_>,
         deadline: Instant,
         call: Call,
     ) -> (OktaMeta, Result<Vec<u8>, OktaError>) {
+        let authorization = match self
+            .credential
+            .authorize(target.method, target.url, deadline)
+            .await
+        {
+            Ok(headers) => headers,
+            Err(TokenError::Timeout) => return (OktaMeta::default(), Err(OktaError::Timeout)),
+            Err(_) => {
+                let reason = "no access token";
+                return (OktaMeta::default(), Err(OktaError::Upstream { reason }));
+            }
+        };
         let sent = request
-            .header(AUTHORIZATION, self.credential.authorization())
+            .headers(authorization)
             .header(ACCEPT, "application/json")
             .send();
         let mut response = match timeout_at(deadline, sent).await {
@@ -260,6 +288,7 @@ impl OktaClient {
             Ok(Err(err)) => return (OktaMeta::default(), Err(transport_error(&err))),
             Err(_) => return (OktaMeta::default(), Err(OktaError::Timeout)),
         };
+        self.credential.note_answer(response.headers()).await;
 
         let status = response.status();
         let headers = response.headers().clone();
@@ -299,6 +328,21 @@ impl OktaClient {
         );
         (meta, Err(error))
     }
+}
+
+/// The HTTP client for Okta, its API and its token endpoint alike: no redirects followed,
+/// no retries, pooled connections dropped before Okta's edge would.
+pub fn okta_http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("okta-resend/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        // Lambda freezes idle instances; drop pooled connections before Okta's edge
+        // is likely to have closed them, so a thawed instance does not write into a
+        // dead socket (which, never retried, would be a 502).
+        .pool_idle_timeout(Duration::from_secs(20))
+        // No client timeout: each call is bounded by the request's deadline instead,
+        // one timer for everything the request sends.
+        .build()
 }
 
 /// The request body Okta's spec gives for each factor type.

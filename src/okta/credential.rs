@@ -10,10 +10,12 @@
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
-use reqwest::header::HeaderValue;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::oauth::{ServiceAppToken, TokenError};
 use super::secret::SecretCredential;
+use crate::domain::OrgUrl;
 
 /// The secret read is bounded: a cold start must fail clearly, not hang. This is the read's
 /// only timeout (the SDK's own operation timeout is not set), so the message is always ours.
@@ -27,11 +29,14 @@ pub enum CredentialError {
     TimedOut { secret_id: String },
     #[error("secret {secret_id} has no SecretString (binary secrets are not supported)")]
     NotAString { secret_id: String },
-    #[error("secret {secret_id} does not hold an Okta API token: {reason}")]
+    #[error("secret {secret_id} does not hold an Okta credential: {reason}")]
     Malformed {
         secret_id: String,
         reason: &'static str,
     },
+    /// Okta's token endpoint refused the service app (`invalid_client`, ...).
+    #[error("Okta's token endpoint refused the service app: {error}")]
+    ServiceAppRefused { error: String },
 }
 
 /// The value that authorizes our calls: an Okta API token (`SSWS`). [`Credential`] holds
@@ -89,13 +94,30 @@ pub enum Refresh {
     Failed,
 }
 
-/// The credential in use, and how to get a newer one when Okta refuses it: the token is
-/// re-read from its secret after a 401, so a rotation (put-secret-value, then revoke the
-/// old token) needs no cold start. The cold-start read does not count as a re-read.
+/// The credential in use, and how to get a newer one when Okta refuses it: an API token
+/// is re-read from its secret after a 401, so a rotation (put-secret-value, then revoke
+/// the old token) needs no cold start; a service app's access token is fetched again. The
+/// cold-start read does not count as a re-read.
 pub struct Credential {
-    current: std::sync::RwLock<std::sync::Arc<TokenSource>>,
+    kind: Kind,
     source: Option<SecretsManagerSource>,
     last_refresh: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+enum Kind {
+    ApiToken(std::sync::RwLock<std::sync::Arc<TokenSource>>),
+    ServiceApp(
+        std::sync::RwLock<std::sync::Arc<ServiceAppToken>>,
+        ServiceAppSetup,
+    ),
+}
+
+/// What a service app's token needs besides the secret: where Okta is, and the HTTP
+/// client its token calls go through.
+#[derive(Clone)]
+struct ServiceAppSetup {
+    org_url: OrgUrl,
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Credential {
@@ -107,58 +129,176 @@ impl std::fmt::Debug for Credential {
 impl Credential {
     /// A token that is never re-read (tests, tools).
     pub fn fixed(token: TokenSource) -> Self {
-        Self::new(token, None)
+        Self::new(Kind::ApiToken(Self::lock(token)), None)
     }
 
     /// The token read at cold start from `source`, re-read from it after a refusal.
     pub fn from_secret(token: TokenSource, source: SecretsManagerSource) -> Self {
-        Self::new(token, Some(source))
+        Self::new(Kind::ApiToken(Self::lock(token)), Some(source))
     }
 
-    fn new(token: TokenSource, source: Option<SecretsManagerSource>) -> Self {
+    /// The credential a secret holds: an API token, or a service app whose tokens are
+    /// asked of `org_url`'s token endpoint through `http`.
+    pub fn from_secret_credential(
+        secret: SecretCredential,
+        source: Option<SecretsManagerSource>,
+        org_url: &OrgUrl,
+        http: reqwest::Client,
+    ) -> Self {
+        let kind = match secret {
+            SecretCredential::ApiToken(api_token) => {
+                Kind::ApiToken(Self::lock(TokenSource { api_token }))
+            }
+            SecretCredential::ServiceApp(app) => {
+                let setup = ServiceAppSetup {
+                    org_url: org_url.clone(),
+                    http,
+                };
+                let token = ServiceAppToken::new(*app, &setup.org_url, setup.http.clone());
+                Kind::ServiceApp(Self::lock(token), setup)
+            }
+        };
+        Self::new(kind, source)
+    }
+
+    fn lock<T>(value: T) -> std::sync::RwLock<std::sync::Arc<T>> {
+        std::sync::RwLock::new(std::sync::Arc::new(value))
+    }
+
+    fn new(kind: Kind, source: Option<SecretsManagerSource>) -> Self {
         Self {
-            current: std::sync::RwLock::new(std::sync::Arc::new(token)),
+            kind,
             source,
             last_refresh: tokio::sync::Mutex::new(None),
         }
     }
 
-    fn token(&self) -> std::sync::Arc<TokenSource> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn current<T>(lock: &std::sync::RwLock<std::sync::Arc<T>>) -> std::sync::Arc<T> {
+        lock.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The `Authorization` header for the token in use.
-    pub fn authorization(&self) -> HeaderValue {
-        self.token().authorization()
-    }
-
-    /// After Okta refused the token: re-reads the secret (by `deadline`, and not within
-    /// [`REFRESH_INTERVAL`] of the last re-read) and keeps a changed token.
-    pub async fn refresh(&self, deadline: tokio::time::Instant) -> Refresh {
-        let Some(source) = &self.source else {
-            return Refresh::Unchanged;
+    /// The cold start's part: a service app fetches its first token now (bounded like the
+    /// secret read), so the first request pays nothing; Okta refusing the app fails the
+    /// cold start, a failure that may pass is left to the first request.
+    pub async fn prepare(&self) -> Result<(), CredentialError> {
+        let Kind::ServiceApp(token, _) = &self.kind else {
+            return Ok(());
         };
+        let deadline = tokio::time::Instant::now() + SECRET_READ_TIMEOUT;
+        Self::current(token)
+            .prefetch(deadline)
+            .await
+            .map_err(|err| CredentialError::ServiceAppRefused {
+                error: err.code().to_owned(),
+            })
+    }
+
+    /// The headers that authorize one call (`method`, `url`) to Okta.
+    pub async fn authorize(
+        &self,
+        method: &str,
+        url: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<HeaderMap, TokenError> {
+        match &self.kind {
+            Kind::ApiToken(token) => {
+                let mut headers = HeaderMap::new();
+                headers.insert(AUTHORIZATION, Self::current(token).authorization());
+                Ok(headers)
+            }
+            Kind::ServiceApp(token, _) => {
+                let result = Self::current(token).authorize(method, url, deadline).await;
+                let result = match result {
+                    // The key may have been rotated: read the secret again, then retry.
+                    Err(TokenError::Refused { error }) if error == "invalid_client" => {
+                        match self.refresh(deadline).await {
+                            Refresh::Changed => {
+                                Self::current(token).authorize(method, url, deadline).await
+                            }
+                            _ => Err(TokenError::Refused { error }),
+                        }
+                    }
+                    other => other,
+                };
+                if let Err(err) = &result {
+                    tracing::error!(
+                        event = "okta_token_failed",
+                        error = err.code(),
+                        "no access token for the service app: the call to Okta is not made"
+                    );
+                }
+                result.map(|authorization| authorization.headers)
+            }
+        }
+    }
+
+    /// Keeps a `DPoP-Nonce` Okta sent with an answer.
+    pub async fn note_answer(&self, headers: &HeaderMap) {
+        if let Kind::ServiceApp(token, _) = &self.kind {
+            Self::current(token).note_nonce(headers).await;
+        }
+    }
+
+    /// After Okta refused the credential (not within [`REFRESH_INTERVAL`] of the last
+    /// time, by `deadline`): an API token is re-read from its secret and kept when it
+    /// changed; a service app forgets its token, and re-reads its secret (a rotated key)
+    /// when it can.
+    pub async fn refresh(&self, deadline: tokio::time::Instant) -> Refresh {
         let mut last = self.last_refresh.lock().await;
         let now = tokio::time::Instant::now();
         if last.is_some_and(|at| now.duration_since(at) < REFRESH_INTERVAL) {
             return Refresh::TooSoon;
         }
         *last = Some(now);
-        let fresh = match tokio::time::timeout_at(deadline, source.fetch()).await {
-            Ok(Ok(fresh)) => fresh,
-            Ok(Err(err)) => {
-                tracing::warn!(event = "credential_refresh_failed", error = %err, "could not re-read the Okta credential");
-                return Refresh::Failed;
+        match &self.kind {
+            Kind::ApiToken(token) => self.refresh_api_token(token, deadline).await,
+            Kind::ServiceApp(token, setup) => {
+                Self::current(token).forget().await;
+                if let Some(Ok(SecretCredential::ServiceApp(app))) = self.reread(deadline).await {
+                    let fresh = ServiceAppToken::new(*app, &setup.org_url, setup.http.clone());
+                    *token.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(fresh);
+                }
+                tracing::info!(
+                    event = "credential_refresh",
+                    "Okta refused the service app's token: a new one is fetched"
+                );
+                Refresh::Changed
             }
-            Err(_) => return Refresh::Failed,
-        };
-        if fresh.same_as(&self.token()) {
+        }
+    }
+
+    /// The secret read again, by `deadline`; `None` without a source or in time.
+    async fn reread(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<SecretCredential, CredentialError>> {
+        let source = self.source.as_ref()?;
+        let read = tokio::time::timeout_at(deadline, source.fetch_credential())
+            .await
+            .ok()?;
+        if let Err(err) = &read {
+            tracing::warn!(event = "credential_refresh_failed", error = %err, "could not re-read the Okta credential");
+        }
+        Some(read)
+    }
+
+    async fn refresh_api_token(
+        &self,
+        token: &std::sync::RwLock<std::sync::Arc<TokenSource>>,
+        deadline: tokio::time::Instant,
+    ) -> Refresh {
+        if self.source.is_none() {
             return Refresh::Unchanged;
         }
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(fresh);
+        let fresh = match self.reread(deadline).await {
+            Some(Ok(SecretCredential::ApiToken(api_token))) => TokenSource { api_token },
+            Some(Ok(SecretCredential::ServiceApp(_))) => return Refresh::Unchanged,
+            Some(Err(_)) | None => return Refresh::Failed,
+        };
+        if fresh.same_as(&Self::current(token)) {
+            return Refresh::Unchanged;
+        }
+        *token.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(fresh);
         tracing::info!(
             event = "credential_refreshed",
             "Okta refused the token in use; the secret holds a new one, which is used from now on"
@@ -181,7 +321,7 @@ impl SecretsManagerSource {
         }
     }
 
-    /// Reads the secret and parses it as the Okta credential.
+    /// Reads the secret and parses it as an Okta API token.
     pub async fn fetch(&self) -> Result<TokenSource, CredentialError> {
         let raw = self.read().await?;
         TokenSource::from_secret_string(raw.expose_secret()).map_err(|reason| {
@@ -189,6 +329,15 @@ impl SecretsManagerSource {
                 secret_id: self.secret_id.clone(),
                 reason,
             }
+        })
+    }
+
+    /// Reads the secret and parses it as whichever credential it holds.
+    pub async fn fetch_credential(&self) -> Result<SecretCredential, CredentialError> {
+        let raw = self.read().await?;
+        SecretCredential::parse(raw.expose_secret()).map_err(|reason| CredentialError::Malformed {
+            secret_id: self.secret_id.clone(),
+            reason,
         })
     }
 

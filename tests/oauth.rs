@@ -1,0 +1,157 @@
+//! The OAuth 2.0 service-app credential through the real cold start (the secret in moto)
+//! and handler, against a wiremock Okta: one token call per instance, every Okta call
+//! with `Bearer <token>`, a 401 answered by a new token and one retry, Okta refusing
+//! the app failing the cold start, a token endpoint that is down letting it start and
+//! the first request fetch the token, and nothing secret in the logs.
+
+mod common;
+
+use common::{Moto, USER, json_body, resend_event};
+use serde_json::json;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const EC: &str = include_str!("fixtures/test-only-ec-p256.pem");
+
+fn secret() -> String {
+    json!({"clientId": "0oa1serviceapp", "privateKey": EC}).to_string()
+}
+
+fn token(access_token: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(
+        json!({"token_type": "Bearer", "expires_in": 3600, "access_token": access_token}),
+    )
+}
+
+/// Okta's factor GET and resend, each `times` times, for `Bearer <access_token>` only.
+async fn mount_api(okta: &MockServer, access_token: &str, times: u64) {
+    let bearer = format!("Bearer {access_token}");
+    Mock::given(method("GET"))
+        .and(header("authorization", bearer.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(common::pending_factor("sms")))
+        .expect(times)
+        .mount(okta)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/api/v1/users/{USER}/factors/sms2gt8gzgEBPUWBIFHN/resend"
+        )))
+        .and(header("authorization", bearer.as_str()))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(times)
+        .mount(okta)
+        .await;
+}
+
+async fn init(
+    moto: &Moto,
+    okta: &MockServer,
+) -> Result<okta_resend::http::App, okta_resend::init::InitError> {
+    let secret_id = moto
+        .create_secret("okta-resend/service-app", &secret())
+        .await;
+    okta_resend::init::init_with_sdk_config(
+        &common::config(&okta.uri(), &secret_id, &[]),
+        &moto.sdk_config().await,
+    )
+    .await
+}
+
+fn sms() -> lambda_http::Request {
+    resend_event(&json!({"userId": USER, "factorId": "sms2gt8gzgEBPUWBIFHN"}))
+}
+
+#[tokio::test]
+async fn one_token_at_cold_start_serves_every_request() {
+    let moto = Moto::start();
+    let okta = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth2/v1/token"))
+        .respond_with(token("at-1"))
+        .expect(1)
+        .mount(&okta)
+        .await;
+    mount_api(&okta, "at-1", 3).await;
+    let app = init(&moto, &okta).await.expect("init");
+    for _ in 0..3 {
+        let response = app.handle(sms()).await;
+        assert_eq!(response.status(), 200, "{}", json_body(&response));
+    }
+}
+
+#[tokio::test]
+async fn a_refused_token_is_replaced_and_the_call_made_once_more() {
+    let moto = Moto::start();
+    let okta = MockServer::start().await;
+    // The first token is refused by the API (revoked, expired early); the second works.
+    Mock::given(method("POST"))
+        .and(path("/oauth2/v1/token"))
+        .respond_with(token("at-old"))
+        .up_to_n_times(1)
+        .mount(&okta)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/oauth2/v1/token"))
+        .respond_with(token("at-new"))
+        .mount(&okta)
+        .await;
+    Mock::given(header("authorization", "Bearer at-old"))
+        .respond_with(common::okta_error(401, "E0000011"))
+        .expect(1)
+        .mount(&okta)
+        .await;
+    mount_api(&okta, "at-new", 1).await;
+    let app = init(&moto, &okta).await.expect("init");
+    let response = app.handle(sms()).await;
+    assert_eq!(response.status(), 200, "{}", json_body(&response));
+}
+
+#[tokio::test]
+async fn okta_refusing_the_app_fails_the_cold_start_and_a_down_endpoint_does_not() {
+    let moto = Moto::start();
+    let refused = MockServer::start().await;
+    Mock::given(path("/oauth2/v1/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"})))
+        .mount(&refused)
+        .await;
+    let err = init(&moto, &refused).await.err().expect("init must fail");
+    assert!(err.to_string().contains("invalid_client"), "{err}");
+
+    let down = MockServer::start().await;
+    Mock::given(path("/oauth2/v1/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&down)
+        .await;
+    Mock::given(path("/oauth2/v1/token"))
+        .respond_with(token("at-later"))
+        .expect(1)
+        .mount(&down)
+        .await;
+    mount_api(&down, "at-later", 1).await;
+    let app = init(&moto, &down)
+        .await
+        .expect("a passing failure lets the cold start end");
+    assert_eq!(app.handle(sms()).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_token_endpoint_failing_during_a_request_is_a_502_with_nothing_sent() {
+    let moto = Moto::start();
+    let okta = MockServer::start().await;
+    Mock::given(path("/oauth2/v1/token"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&okta)
+        .await;
+    Mock::given(path(format!(
+        "/api/v1/users/{USER}/factors/sms2gt8gzgEBPUWBIFHN/resend"
+    )))
+    .respond_with(ResponseTemplate::new(200))
+    .expect(0)
+    .mount(&okta)
+    .await;
+    let app = init(&moto, &okta).await.expect("init");
+    let response = app.handle(sms()).await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(json_body(&response)["code"], "upstream_error");
+}
