@@ -155,3 +155,75 @@ async fn a_token_endpoint_failing_during_a_request_is_a_502_with_nothing_sent() 
     assert_eq!(response.status(), 502);
     assert_eq!(json_body(&response)["code"], "upstream_error");
 }
+
+/// Okta's resource endpoints ask for a newer DPoP nonce: the call goes once more with it.
+struct NonceAskingApi;
+
+impl wiremock::Respond for NonceAskingApi {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        use base64::Engine;
+        let proof = request
+            .headers
+            .get("dpop")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let nonce = proof.and_then(|jwt| {
+            let part = jwt.split('.').nth(1)?.to_owned();
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .ok()?;
+            let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            claims["nonce"].as_str().map(str::to_owned)
+        });
+        let bound = request
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap())
+            == Some("DPoP at-dpop");
+        match (bound, nonce.as_deref()) {
+            (true, Some("n-2")) if request.method.as_str() == "GET" => {
+                ResponseTemplate::new(200).set_body_json(common::pending_factor("sms"))
+            }
+            (true, Some("n-2")) => ResponseTemplate::new(200),
+            _ => ResponseTemplate::new(401)
+                .insert_header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
+                .insert_header("dpop-nonce", "n-2"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_resource_s_dpop_nonce_demand_is_met_with_one_more_call() {
+    let moto = Moto::start();
+    let okta = MockServer::start().await;
+    Mock::given(path("/oauth2/v1/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"token_type": "DPoP", "expires_in": 3600, "access_token": "at-dpop"}),
+        ))
+        .expect(1)
+        .mount(&okta)
+        .await;
+    Mock::given(wiremock::matchers::path_regex("^/api/"))
+        .respond_with(NonceAskingApi)
+        .mount(&okta)
+        .await;
+    let dpop = json!({"clientId": "0oa1serviceapp", "privateKey": EC, "dpop": true}).to_string();
+    let secret_id = moto.create_secret("okta-resend/dpop-app", &dpop).await;
+    let app = okta_resend::init::init_with_sdk_config(
+        &common::config(&okta.uri(), &secret_id, &[]),
+        &moto.sdk_config().await,
+    )
+    .await
+    .expect("init");
+    let response = app.handle(sms()).await;
+    assert_eq!(response.status(), 200, "{}", json_body(&response));
+    // The GET once without the nonce, once with it; the resend with it at once.
+    let api: Vec<_> = okta
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().starts_with("/api/"))
+        .map(|r| r.method.to_string())
+        .collect();
+    assert_eq!(api, ["GET", "GET", "POST"]);
+}

@@ -245,7 +245,12 @@ impl OktaClient {
         call: Call,
     ) -> (OktaMeta, Result<Vec<u8>, OktaError>) {
         let again = request.try_clone();
-        let (meta, result) = self.exchange_once(request, target, deadline, call).await;
+        let (meta, result, asked_nonce) = self.exchange_once(request, target, deadline, call).await;
+        // Okta wants a newer DPoP nonce (now kept): the same call, once more, with it.
+        if let (true, Some(again)) = (asked_nonce, again.as_ref().and_then(|r| r.try_clone())) {
+            let (meta, result, _) = self.exchange_once(again, target, deadline, call).await;
+            return (meta, result);
+        }
         let token_refused = meta.status == Some(401)
             && matches!(result, Err(OktaError::CredentialRejected { .. }))
             && matches!(meta.error_code.as_deref(), None | Some("E0000011"));
@@ -253,30 +258,38 @@ impl OktaClient {
             Some(again)
                 if token_refused && self.credential.refresh(deadline).await == Refresh::Changed =>
             {
-                self.exchange_once(again, target, deadline, call).await
+                let (meta, result, _) = self.exchange_once(again, target, deadline, call).await;
+                (meta, result)
             }
             _ => (meta, result),
         }
     }
 
-    /// One request and its answer, by `deadline`: a 2xx answer's body, or its error.
+    /// One request and its answer, by `deadline`: a 2xx answer's body, or its error; and
+    /// whether Okta refused it for want of a newer DPoP nonce.
     async fn exchange_once(
         &self,
         request: reqwest::RequestBuilder,
         target: Target<'_>,
         deadline: Instant,
         call: Call,
-    ) -> (OktaMeta, Result<Vec<u8>, OktaError>) {
+    ) -> (OktaMeta, Result<Vec<u8>, OktaError>, bool) {
         let authorization = match self
             .credential
             .authorize(target.method, target.url, deadline)
             .await
         {
             Ok(headers) => headers,
-            Err(TokenError::Timeout) => return (OktaMeta::default(), Err(OktaError::Timeout)),
+            Err(TokenError::Timeout) => {
+                return (OktaMeta::default(), Err(OktaError::Timeout), false);
+            }
             Err(_) => {
                 let reason = "no access token";
-                return (OktaMeta::default(), Err(OktaError::Upstream { reason }));
+                return (
+                    OktaMeta::default(),
+                    Err(OktaError::Upstream { reason }),
+                    false,
+                );
             }
         };
         let sent = request
@@ -285,10 +298,10 @@ impl OktaClient {
             .send();
         let mut response = match timeout_at(deadline, sent).await {
             Ok(Ok(response)) => response,
-            Ok(Err(err)) => return (OktaMeta::default(), Err(transport_error(&err))),
-            Err(_) => return (OktaMeta::default(), Err(OktaError::Timeout)),
+            Ok(Err(err)) => return (OktaMeta::default(), Err(transport_error(&err)), false),
+            Err(_) => return (OktaMeta::default(), Err(OktaError::Timeout), false),
         };
-        self.credential.note_answer(response.headers()).await;
+        let new_nonce = self.credential.note_answer(response.headers()).await;
 
         let status = response.status();
         let headers = response.headers().clone();
@@ -303,15 +316,15 @@ impl OktaClient {
         if status.is_success() && call == Call::Resend {
             // The code went out; what Okta says about the factor (or a body that is late
             // or unreadable) does not change that.
-            return (meta, Ok(Vec::new()));
+            return (meta, Ok(Vec::new()), false);
         }
         let body = match body {
             Ok(Ok(body)) => body,
-            Ok(Err(err)) => return (meta, Err(transport_error(&err))),
-            Err(_) => return (meta, Err(OktaError::Timeout)),
+            Ok(Err(err)) => return (meta, Err(transport_error(&err)), false),
+            Err(_) => return (meta, Err(OktaError::Timeout), false),
         };
         if status.is_success() {
-            return (meta, Ok(body));
+            return (meta, Ok(body), false);
         }
         // Only a code of Okta's shape is kept: it goes into our logs, and whatever sits
         // between us and Okta could put a phone number in that field.
@@ -326,7 +339,11 @@ impl OktaClient {
             &headers,
             SystemTime::now(),
         );
-        (meta, Err(error))
+        let asked_nonce = new_nonce
+            && status == StatusCode::UNAUTHORIZED
+            && header_str(&headers, "www-authenticate")
+                .is_some_and(|v| v.contains("use_dpop_nonce"));
+        (meta, Err(error), asked_nonce)
     }
 }
 

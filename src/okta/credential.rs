@@ -232,10 +232,11 @@ impl Credential {
         }
     }
 
-    /// Keeps a `DPoP-Nonce` Okta sent with an answer.
-    pub async fn note_answer(&self, headers: &HeaderMap) {
-        if let Kind::ServiceApp(token, _) = &self.kind {
-            Self::current(token).note_nonce(headers).await;
+    /// Keeps a `DPoP-Nonce` Okta sent with an answer; whether there was one.
+    pub async fn note_answer(&self, headers: &HeaderMap) -> bool {
+        match &self.kind {
+            Kind::ServiceApp(token, _) => Self::current(token).note_nonce(headers).await,
+            Kind::ApiToken(_) => false,
         }
     }
 

@@ -163,10 +163,14 @@ impl ServiceAppToken {
         self.state.lock().await.token = None;
     }
 
-    /// Keeps a newer `DPoP-Nonce` Okta sent with any answer.
-    pub async fn note_nonce(&self, headers: &HeaderMap) {
-        if let Some(nonce) = dpop_nonce(headers) {
-            self.state.lock().await.nonce = Some(nonce);
+    /// Keeps a newer `DPoP-Nonce` Okta sent with any answer; whether there was one.
+    pub async fn note_nonce(&self, headers: &HeaderMap) -> bool {
+        match dpop_nonce(headers) {
+            Some(nonce) => {
+                self.state.lock().await.nonce = Some(nonce);
+                true
+            }
+            None => false,
         }
     }
 
