@@ -2,9 +2,13 @@
 //! factor, with Okta's error bodies, rate-limit headers, per-factor cooldowns and fault
 //! switches chosen by the user id. Codes go to the factor's enrolled profile (the
 //! `ENROLLED_*` defaults unless a test enrolls another), never to the resend body's. See
-//! README.md for the reserved ids.
+//! README.md for the reserved ids. With a [`Config::oauth`] service app it also has Okta's
+//! token endpoint (client credentials, `private_key_jwt`, optional DPoP) and takes its
+//! access tokens beside the API token.
 
 mod faults;
+mod jose;
+mod oauth;
 mod profile;
 mod routes;
 mod state;
@@ -20,6 +24,8 @@ use tokio::sync::Notify;
 use tower_service::Service;
 
 pub use faults::Fault;
+pub use jose::{KeyError, PublicKey};
+pub use oauth::{OAuthApp, SCOPES, TOKEN_PATH};
 pub use profile::{
     ENROLLED_EMAIL, ENROLLED_EXTENSION, ENROLLED_PHONE, MASKED_EMAIL, MASKED_PHONE,
     enrolled_profile,

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::faults::Fault;
+use crate::oauth::{self, Scheme};
 use crate::profile;
 use crate::state::{
     ACTIVATION_ATTEMPTS, Factor, Kind, SEED_USER, Sandbox, Status, known_user, unique_id,
@@ -41,6 +42,10 @@ pub fn router(sandbox: Shared) -> Router {
             get(|| async { Json(json!({"status": "ok"})) }),
         )
         .route("/sandbox/factors/{fid}", get(inspect).put(enroll))
+        .route(oauth::TOKEN_PATH, post(oauth::token))
+        .route("/sandbox/oauth", get(oauth::inspect))
+        .route("/sandbox/oauth/rotate-nonce", post(oauth::rotate_nonce))
+        .route("/sandbox/oauth/expire-tokens", post(oauth::expire_tokens))
         .merge(api)
         .with_state(sandbox)
 }
@@ -110,15 +115,12 @@ pub fn okta_error_with(status: StatusCode, code: &str, summary: &str, causes: &[
 async fn envelope(State(sandbox): State<Shared>, req: Request, next: Next) -> Response {
     let rate = sandbox.count_request();
     let line = format!("{} {}", req.method(), req.uri().path());
-    let expected = format!("SSWS {}", sandbox.config.token);
-    let authorized = req
-        .headers()
-        .get(AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+    let dpop = sandbox.config.oauth.is_some()
+        && oauth::oauth_credential(req.headers()).is_some_and(|(scheme, _)| scheme == Scheme::Dpop);
     let mut response = if rate.exceeded {
         okta_error("E0000047", &[])
-    } else if !authorized {
-        okta_error("E0000011", &[])
+    } else if let Some(refused) = authenticate(&sandbox, &req) {
+        refused
     } else if let Some(fault) = Fault::for_path(req.uri().path()) {
         fault.apply(&sandbox, req, next).await
     } else {
@@ -140,10 +142,42 @@ async fn envelope(State(sandbox): State<Shared>, req: Request, next: Next) -> Re
     if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())) {
         headers.entry(DATE).or_insert(date);
     }
+    if dpop {
+        // The nonce of the moment on every answer to a DPoP call, as a server may send a
+        // newer one any time.
+        if let Ok(nonce) = HeaderValue::from_str(&oauth::current_nonce(&sandbox)) {
+            headers.insert("dpop-nonce", nonce);
+        }
+    }
     if sandbox.config.verbose {
         eprintln!("okta-sandbox: {line} -> {}", response.status().as_u16());
     }
     response
+}
+
+/// `Authorization: SSWS <token>`, or, when the sandbox has a service app, one of its access
+/// tokens (`Bearer`, or `DPoP` with a proof). `Some` is the refusal: for anything but an
+/// access token, `401 E0000011` as before.
+fn authenticate(sandbox: &Sandbox, req: &Request) -> Option<Response> {
+    let expected = format!("SSWS {}", sandbox.config.token);
+    let headers = req.headers();
+    if headers
+        .get(AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == expected.as_bytes())
+    {
+        return None;
+    }
+    match (&sandbox.config.oauth, oauth::oauth_credential(headers)) {
+        (Some(_), Some((scheme, token))) => oauth::authorize_api(
+            sandbox,
+            req.method(),
+            req.uri().path(),
+            headers,
+            scheme,
+            token,
+        ),
+        _ => Some(okta_error("E0000011", &[])),
+    }
 }
 
 /// The factor's type, or the cause of Okta's 404 for an unknown user or factor.
@@ -405,7 +439,7 @@ fn shown_profile(fid: &str, enrolled: &Value) -> Value {
     }
 }
 
-fn base_url(headers: &HeaderMap) -> String {
+pub(crate) fn base_url(headers: &HeaderMap) -> String {
     let host = headers.get(HOST).and_then(|h| h.to_str().ok());
     format!("http://{}", host.unwrap_or("127.0.0.1"))
 }

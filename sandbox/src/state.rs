@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::oauth::{OAuthApp, OAuthState};
 use crate::profile;
 
 /// The seeded user and its three factors (any other well-formed id works just as well).
@@ -35,6 +36,9 @@ pub struct Config {
     pub slow: Duration,
     /// Log one line per API request to stderr.
     pub verbose: bool,
+    /// The OAuth 2.0 service app whose access tokens the API accepts beside the API token
+    /// (`None`: API token only, and the token endpoint knows no client).
+    pub oauth: Option<OAuthApp>,
 }
 
 impl Config {
@@ -48,6 +52,7 @@ impl Config {
             rate_limit: 600,
             slow: Duration::from_secs(30),
             verbose: false,
+            oauth: None,
         }
     }
 }
@@ -61,6 +66,7 @@ impl fmt::Debug for Config {
             .field("email_cooldown", &self.email_cooldown)
             .field("rate_limit", &self.rate_limit)
             .field("slow", &self.slow)
+            .field("oauth", &self.oauth)
             .finish()
     }
 }
@@ -251,6 +257,8 @@ pub struct Sandbox {
     /// (window's epoch minute, requests counted in it)
     window: Mutex<(u64, u32)>,
     codes: AtomicU64,
+    /// The token endpoint's counts, nonce, seen `jti`s and issued tokens.
+    pub oauth: Mutex<OAuthState>,
 }
 
 impl Sandbox {
@@ -260,6 +268,7 @@ impl Sandbox {
             factors: Mutex::new(HashMap::new()),
             window: Mutex::new((0, 0)),
             codes: AtomicU64::new(0),
+            oauth: Mutex::new(OAuthState::new()),
         }
     }
 
@@ -351,7 +360,7 @@ pub fn unique_id(prefix: &str) -> String {
 }
 
 /// A poisoned lock only means another request panicked; the data is still usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
