@@ -227,3 +227,85 @@ async fn a_resource_s_dpop_nonce_demand_is_met_with_one_more_call() {
         .collect();
     assert_eq!(api, ["GET", "GET", "POST"]);
 }
+
+/// The local Okta with this service app (the test key's public half), DPoP `required`.
+async fn sandbox_with_app(require_dpop: bool) -> okta_sandbox::Running {
+    let public = include_str!("../sandbox/tests/fixtures/test-only-ec-p256.pub.pem");
+    let mut app = okta_sandbox::OAuthApp::new(
+        "0oa1serviceapp".to_owned(),
+        vec![(None, okta_sandbox::PublicKey::from_pem(public).unwrap())],
+    );
+    app.require_dpop = require_dpop;
+    let mut config = okta_sandbox::Config::new(common::TOKEN);
+    config.oauth = Some(app);
+    okta_sandbox::spawn(config).await.unwrap()
+}
+
+async fn oauth_state(sandbox: &okta_sandbox::Running) -> serde_json::Value {
+    reqwest::get(format!("{}/sandbox/oauth", sandbox.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn init_against(
+    moto: &Moto,
+    sandbox: &okta_sandbox::Running,
+    dpop: bool,
+) -> okta_resend::http::App {
+    let value = json!({"clientId": "0oa1serviceapp", "privateKey": EC, "dpop": dpop}).to_string();
+    let secret_id = moto.create_secret("okta-resend/sandbox-app", &value).await;
+    okta_resend::init::init_with_sdk_config(
+        &common::config(&sandbox.url, &secret_id, &[]),
+        &moto.sdk_config().await,
+    )
+    .await
+    .expect("init")
+}
+
+fn factor(n: u32) -> lambda_http::Request {
+    resend_event(&json!({"userId": USER, "factorId": format!("smsOAuthSandbox{n:05}")}))
+}
+
+/// End to end against the local Okta's token endpoint: one token for every request, and
+/// a token Okta expired is replaced on the next call.
+#[tokio::test]
+async fn a_bearer_service_app_end_to_end() {
+    let moto = Moto::start();
+    let sandbox = sandbox_with_app(false).await;
+    let app = init_against(&moto, &sandbox, false).await;
+    for n in 0..3 {
+        let response = app.handle(factor(n)).await;
+        assert_eq!(response.status(), 200, "{}", json_body(&response));
+    }
+    assert_eq!(oauth_state(&sandbox).await["tokensIssued"], 1);
+    reqwest::Client::new()
+        .post(format!("{}/sandbox/oauth/expire-tokens", sandbox.url))
+        .send()
+        .await
+        .unwrap();
+    let response = app.handle(factor(3)).await;
+    assert_eq!(response.status(), 200, "{}", json_body(&response));
+    assert_eq!(oauth_state(&sandbox).await["tokensIssued"], 2);
+}
+
+/// Okta requiring DPoP of an app whose secret does not say so: the instance switches to
+/// DPoP, answers the nonce, and keeps working when the nonce rotates.
+#[tokio::test]
+async fn a_dpop_service_app_end_to_end() {
+    let moto = Moto::start();
+    let sandbox = sandbox_with_app(true).await;
+    let app = init_against(&moto, &sandbox, false).await;
+    assert_eq!(app.handle(factor(10)).await.status(), 200);
+    reqwest::Client::new()
+        .post(format!("{}/sandbox/oauth/rotate-nonce", sandbox.url))
+        .send()
+        .await
+        .unwrap();
+    let response = app.handle(factor(11)).await;
+    assert_eq!(response.status(), 200, "{}", json_body(&response));
+    let state = oauth_state(&sandbox).await;
+    assert_eq!(state["tokensIssued"], 1, "{state}");
+}
