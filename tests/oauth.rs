@@ -309,3 +309,66 @@ async fn a_dpop_service_app_end_to_end() {
     let state = oauth_state(&sandbox).await;
     assert_eq!(state["tokensIssued"], 1, "{state}");
 }
+
+/// At TRACE, through a cold start, requests and a token refresh: the private key, the
+/// client assertion, the DPoP proofs and the access tokens appear in no log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_the_service_app_s_secrets_is_logged() {
+    let capture = common::LogCapture::default();
+    let filter = okta_resend::logging::filter(Some("TRACE"), None);
+    tracing::subscriber::set_global_default(okta_resend::logging::subscriber(
+        filter,
+        capture.clone(),
+    ))
+    .expect("first subscriber in this process");
+    let moto = Moto::start();
+    let okta = MockServer::start().await;
+    Mock::given(path("/oauth2/v1/token"))
+        .respond_with(token("at-VerySecretAccessToken-1"))
+        .up_to_n_times(1)
+        .mount(&okta)
+        .await;
+    Mock::given(path("/oauth2/v1/token"))
+        .respond_with(token("at-VerySecretAccessToken-2"))
+        .mount(&okta)
+        .await;
+    Mock::given(header("authorization", "Bearer at-VerySecretAccessToken-1"))
+        .respond_with(common::okta_error(401, "E0000011"))
+        .mount(&okta)
+        .await;
+    mount_api(&okta, "at-VerySecretAccessToken-2", 1).await;
+    let app = init(&moto, &okta).await.expect("init");
+    assert_eq!(app.handle(sms()).await.status(), 200);
+
+    let text = capture.text();
+    let mut secrets: Vec<String> = vec![
+        "at-VerySecretAccessToken-1".into(),
+        "at-VerySecretAccessToken-2".into(),
+    ];
+    // Every line of the key's body, and every assertion and proof Okta received.
+    secrets.extend(
+        EC.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::to_owned),
+    );
+    for request in okta.received_requests().await.unwrap() {
+        let body = String::from_utf8_lossy(&request.body).into_owned();
+        if let Some(assertion) = url::form_urlencoded::parse(body.as_bytes())
+            .find(|(k, _)| k == "client_assertion")
+            .map(|(_, v)| v.into_owned())
+        {
+            secrets.push(assertion.rsplit('.').next().unwrap().to_owned());
+        }
+    }
+    assert!(secrets.len() > 4);
+    for secret in &secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a log line holds {secret:.12}..."
+        );
+    }
+    assert!(
+        text.contains("credential_refresh"),
+        "the refresh was logged"
+    );
+}
