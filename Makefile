@@ -23,7 +23,8 @@ include mk/deploy.mk
 
 .PHONY: help tools test lint
 help:
-	@echo "make dev    run okta-resend locally (moto + Okta sandbox + cargo lambda watch)"
+	@echo "make dev    run okta-resend locally (moto + Okta sandbox + cargo lambda watch);"
+	@echo "            OKTA_RESEND_CREDENTIAL=oauth|oauth-dpop for the OAuth service app"
 	@echo "make test   formatting, clippy and every test (starts and stops its own services)"
 	@echo "make demo   the end-to-end check alone: sample events through cargo lambda watch"
 	@echo "make check-deploy   sam build for x86_64 (slow: a release build)"

@@ -18,6 +18,14 @@ DynamoDB (as deployed), and calling the local Okta sandbox. Reports:
   factor check off   the same warm figures with VERIFY_FACTOR=false: what the check costs
   guard off          the same warm figures without RESEND_GUARD_TABLE: what the guard costs
                      (its pre-check read and its commit, against moto)
+  OAuth              the same figures as deployed (guard on, factor check on) with the Okta
+                     credential an OAuth 2.0 service app instead of the API token (its secret
+                     okta-resend/local-oauth, a key pair made for the run, Bearer tokens from
+                     the sandbox's token endpoint; its own guard table, so moto's grown table
+                     does not weigh on it), and what its cold start costs more: the first
+                     token fetched at init (a signed client assertion, one token call). That
+                     difference is the median of COLD_STARTS (7) more cold starts of each
+                     credential, alternated, since one cold start against another is noise.
 
 Every warm invocation is for one user and one number, from one source address (a new
 factor each time, so no cooldown applies): the bench raises the guard's per-user,
@@ -41,7 +49,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import DEV, ROOT, SECRET_ID, REGION, VENV_BIN, Stack, StackError, guard_env, say  # noqa: E402
+from stack import DEV, ROOT, SECRET_ID, REGION, VENV_BIN, GUARD_TABLE, Stack, StackError, guard_env, say  # noqa: E402
+import guard_table  # noqa: E402
 
 WARM_INVOCATIONS = 200
 # The guarded runs send 2 x (1 + WARM_INVOCATIONS) sms in one clock hour: above the default
@@ -49,6 +58,11 @@ WARM_INVOCATIONS = 200
 # commit (0 would leave it out and flatter the guard's cost).
 BENCH_BUDGET = "1000000"
 USER = "00ub0oNGTSWTBKOLGLNR"
+# The OAuth run's secret (the service app, Bearer) and guard table, beside the stack's.
+OAUTH_SECRET_ID = SECRET_ID + "-oauth"
+OAUTH_GUARD_TABLE = GUARD_TABLE + "-oauth"
+# Cold starts of each credential, init only, for the difference between them.
+COLD_STARTS = 7
 BOOTSTRAP = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "lambda" / "okta-resend" / "bootstrap"
 
 
@@ -147,6 +161,51 @@ def cpu_ms(pid: int) -> float:
     return total / 1e6
 
 
+def function_env(stack: Stack, runtime: RuntimeApi, extra_env: dict) -> dict:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{runtime.port}",
+        "AWS_LAMBDA_FUNCTION_NAME": "okta-resend",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/okta-resend",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+        "AWS_LAMBDA_LOG_LEVEL": "INFO",
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": stack.moto_url,
+        "OKTA_ORG_URL": stack.okta_url,
+        "OKTA_SECRET_ID": SECRET_ID,
+        **extra_env,
+    }
+
+
+def start_bootstrap(stack: Stack, runtime: RuntimeApi, name: str, extra_env: dict):
+    """Starts the bootstrap against `runtime`; returns (the process, init wall ms: start ->
+    first /next, init CPU ms)."""
+    started = time.perf_counter()
+    proc = stack.spawn(name, [BOOTSTRAP], env=function_env(stack, runtime, extra_env))
+    stack.wait_until("the function's first /next", lambda: runtime.first_next is not None, 30, proc,
+                     f".dev/logs/{name}.log")
+    if runtime.init_error:
+        raise StackError(f"init failed: {runtime.init_error}")
+    return proc, (runtime.first_next - started) * 1000, cpu_ms(proc.pid)
+
+
+def cold_start(stack: Stack, name: str, extra_env: dict) -> tuple[float, float]:
+    """One cold start alone: (init wall ms, init CPU ms); the process is stopped at its
+    first /next."""
+    runtime = RuntimeApi()
+    try:
+        proc, init_ms, init_cpu = start_bootstrap(stack, runtime, name, extra_env)
+        proc.terminate()
+        proc.wait(timeout=10)
+    finally:
+        runtime.server.shutdown()
+    return init_ms, init_cpu
+
+
 def run_function(stack: Stack, name: str, extra_env: dict, factor_prefix: str) -> dict:
     """Starts the bootstrap against its own Runtime API with `extra_env`, then times init,
     the first invocation and WARM_INVOCATIONS more, each for a new factor (no cooldown)."""
@@ -154,31 +213,7 @@ def run_function(stack: Stack, name: str, extra_env: dict, factor_prefix: str) -
         raise StackError(f"factor prefix {factor_prefix!r}: 14 characters, so that ids are 20")
     runtime = RuntimeApi()
     try:
-        function_env = {
-            "PATH": "/usr/bin:/bin",
-            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{runtime.port}",
-            "AWS_LAMBDA_FUNCTION_NAME": "okta-resend",
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
-            "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/okta-resend",
-            "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
-            "AWS_LAMBDA_LOG_LEVEL": "INFO",
-            "AWS_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_ENDPOINT_URL": stack.moto_url,
-            "OKTA_ORG_URL": stack.okta_url,
-            "OKTA_SECRET_ID": SECRET_ID,
-            **extra_env,
-        }
-        started = time.perf_counter()
-        proc = stack.spawn(name, [BOOTSTRAP], env=function_env)
-        stack.wait_until("the function's first /next", lambda: runtime.first_next is not None, 30, proc,
-                         f".dev/logs/{name}.log")
-        if runtime.init_error:
-            raise StackError(f"init failed: {runtime.init_error}")
-        init_ms = (runtime.first_next - started) * 1000
-        init_cpu = cpu_ms(proc.pid)
+        proc, init_ms, init_cpu = start_bootstrap(stack, runtime, name, extra_env)
 
         first_s, reply = runtime.invoke(sms_event(f"{factor_prefix}000000"))
         if reply.get("statusCode") != 200:
@@ -216,10 +251,18 @@ def main() -> int:
 
     stack = Stack(quiet_function=True, sms_cooldown_ms=30_000, email_cooldown_ms=5_000, port=None,
                   # Each run makes 2 Okta calls per request: above Okta's default 600 a minute.
-                  okta_rate_limit=1_000_000)
+                  okta_rate_limit=1_000_000,
+                  # The sandbox knows the service app too; the stack's secret stays the API token.
+                  service_app=True)
     try:
         stack.start_moto()
         stack.start_sandbox()
+        # The OAuth run's secret (a service app, Bearer tokens) and its own guard table.
+        stack.put_secret(OAUTH_SECRET_ID, stack.app.secret(dpop=False))
+        try:
+            guard_table.create_table(stack.moto_url, OAUTH_GUARD_TABLE)
+        except guard_table.GuardTableError as err:
+            raise StackError(str(err)) from err
         # As deployed (guard on, factor check on); then without the guard, and without the
         # guard and the factor check: each difference is what one costs per request. The
         # factor check is measured with the guard off, so moto's own latency (which grows
@@ -229,6 +272,25 @@ def main() -> int:
         results["guard_off"] = run_function(stack, "bench-function-guard-off", {}, "smsBenchNoGard")
         results["guard_off_factor_check_off"] = run_function(
             stack, "bench-function-bare", {"VERIFY_FACTOR": "false"}, "smsBenchOffChk")
+        # The same as deployed, with the service app: its first token is fetched at init and
+        # kept, so the sandbox must have issued exactly one, and none to the API token runs.
+        oauth_env = {**guarded, "OKTA_SECRET_ID": OAUTH_SECRET_ID, "RESEND_GUARD_TABLE": OAUTH_GUARD_TABLE}
+        before = stack.sandbox_oauth()
+        if before["tokenRequests"] != 0:
+            raise StackError(f"the API token run called the token endpoint: {before}")
+        oauth = run_function(stack, "bench-function-oauth", oauth_env, "smsBenchOAuthF")
+        after = stack.sandbox_oauth()
+        oauth["tokens_issued"] = after["tokensIssued"] - before["tokensIssued"]
+        oauth["token_requests"] = after["tokenRequests"] - before["tokenRequests"]
+        if oauth["tokens_issued"] != 1 or after["lastError"] is not None:
+            raise StackError(f"the OAuth run should have fetched one token at init and kept it: {after}")
+        results["oauth"] = oauth
+        # Init alone, COLD_STARTS times each, alternated: the cold-start difference.
+        say(f"{COLD_STARTS} more cold starts of each credential, init only")
+        inits = {"token": [], "oauth": []}
+        for i in range(COLD_STARTS):
+            inits["token"].append(cold_start(stack, "bench-cold-token", guarded))
+            inits["oauth"].append(cold_start(stack, "bench-cold-oauth", oauth_env))
     finally:
         stack.stop()
 
@@ -240,6 +302,23 @@ def main() -> int:
     results["guard_cost_warm_median_ms"] = round(results["warm_median_ms"] - unguarded["warm_median_ms"], 2)
     results["factor_check_cost_warm_median_ms"] = round(unguarded["warm_median_ms"] - bare["warm_median_ms"], 2)
     results["guard_cost_cpu_us_per_request"] = results["warm_cpu_us_per_request"] - unguarded["warm_cpu_us_per_request"]
+    # What the service app's cold start costs more than the API token's: the medians of the
+    # alternated init-only cold starts (the token fetched at init, and the DPoP key made
+    # for the instance whether or not it is used).
+    medians = {cred: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+               for cred, runs in inits.items()}
+    results["cold_starts"] = {
+        "count_each": COLD_STARTS,
+        **{f"{cred}_init_median_ms": round(wall, 1) for cred, (wall, _) in medians.items()},
+        **{f"{cred}_init_cpu_median_ms": round(cpu, 1) for cred, (_, cpu) in medians.items()},
+        **{f"{cred}_init_ms": [round(w, 1) for w, _ in runs] for cred, runs in inits.items()},
+        **{f"{cred}_init_cpu_ms": [round(c, 1) for _, c in runs] for cred, runs in inits.items()},
+    }
+    results["oauth_cold_start_cost_ms"] = round(medians["oauth"][0] - medians["token"][0], 1)
+    results["oauth_cold_start_cost_cpu_ms"] = round(medians["oauth"][1] - medians["token"][1], 1)
+    oauth = results["oauth"]
+    results["oauth_cost_warm_median_ms"] = round(oauth["warm_median_ms"] - results["warm_median_ms"], 2)
+    results["oauth_cost_cpu_us_per_request"] = oauth["warm_cpu_us_per_request"] - results["warm_cpu_us_per_request"]
     (DEV / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     rss = results["peak_rss_kib"]
     print(f"""
@@ -252,6 +331,16 @@ okta-resend release bootstrap ({BOOTSTRAP.relative_to(ROOT)})
   peak RSS             {rss / 1024 if rss else float('nan'):.1f} MiB
   guard off            warm median {unguarded['warm_median_ms']} ms, p99 {unguarded['warm_p99_ms']} ms (no RESEND_GUARD_TABLE; the guard costs {results['guard_cost_warm_median_ms']} ms at the median, against moto)
   and factor check off warm median {bare['warm_median_ms']} ms, p99 {bare['warm_p99_ms']} ms (VERIFY_FACTOR=false too; the factor check costs {results['factor_check_cost_warm_median_ms']} ms at the median)
+
+OAuth 2.0 service app instead of the API token (Bearer; guard on, factor check on)
+  init                 {oauth['init_ms']} ms  (as above, and the first access token fetched: a signed client assertion, one token call)
+  first invocation     {oauth['first_invocation_ms']} ms
+  warm invocations     median {oauth['warm_median_ms']} ms, p99 {oauth['warm_p99_ms']} ms  ({oauth['warm_invocations']} requests; {results['oauth_cost_warm_median_ms']:+} ms at the median against the API token)
+  CPU                  init {oauth['init_cpu_ms']} ms; {oauth['warm_cpu_us_per_request']} us per warm request ({results['oauth_cost_cpu_us_per_request']:+} us against the API token)
+  peak RSS             {oauth['peak_rss_kib'] / 1024 if oauth['peak_rss_kib'] else float('nan'):.1f} MiB
+  token calls          {oauth['tokens_issued']} token issued for {oauth['warm_invocations'] + 1} requests ({oauth['token_requests']} token call: fetched at init, then kept)
+  cold starts          init median {medians['oauth'][0]:.1f} ms wall, {medians['oauth'][1]:.1f} ms CPU; API token {medians['token'][0]:.1f} ms, {medians['token'][1]:.1f} ms ({COLD_STARTS} each, alternated)
+OAuth cold start costs {results['oauth_cold_start_cost_ms']} ms wall / {results['oauth_cold_start_cost_cpu_ms']} ms CPU more than the API token (the token fetch at init)
 (results in .dev/bench.json; loopback services, this machine's clock: compare runs, not absolutes)""")
     return 0
 

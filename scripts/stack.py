@@ -11,6 +11,12 @@ and okta-resend under `cargo lambda watch`, all on 127.0.0.1.
 Everything started here is stopped on exit, on Ctrl-C and on failure half-way. Logs and
 state go under .dev/ in the repository.
 
+OKTA_RESEND_CREDENTIAL picks the Okta credential the function is given: `token` (the
+default), the sandbox's API token; `oauth`, an OAuth 2.0 service app (a fresh EC P-256 key
+pair per run under .dev/oauth/, the sandbox told the app and its public key, the secret
+holding the app: Bearer tokens); `oauth-dpop`, the same with a sandbox that requires DPoP
+(and `"dpop": true` in the secret). docs/deploy.md, "An OAuth 2.0 service app".
+
 OKTA_RESEND_DYNAMO_FRONT=1 puts the DynamoDB front (scripts/dynamo_front.py) before moto:
 every AWS call of the stack goes through it, and overlapping DynamoDB requests are answered
 by DynamoDB's conflict rules, which moto alone never applies.
@@ -83,6 +89,58 @@ class StackError(Exception):
     pass
 
 
+# The Okta credential of the stack's secret (OKTA_RESEND_CREDENTIAL): the sandbox's API
+# token, or a service app whose tokens the sandbox's token endpoint issues, as Bearer or,
+# with a sandbox that requires it, DPoP-bound.
+CREDENTIALS = ("token", "oauth", "oauth-dpop")
+SERVICE_APP_CLIENT_ID = "0oalocalserviceapp"
+SERVICE_APP_SCOPES = "okta.users.manage"
+SERVICE_APP_DIR = DEV / "oauth"
+
+
+class ServiceApp:
+    """The local OAuth 2.0 service app: a new EC P-256 key pair for every run, made with the
+    openssl CLI as docs/deploy.md tells an operator to. The private key goes to
+    .dev/oauth/service-app-key.pem (mode 0600, never printed) and into the secret; the
+    sandbox is given the public key (.dev/oauth/service-app-key.pub.pem) and its key id."""
+
+    def __init__(self):
+        SERVICE_APP_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.client_id = SERVICE_APP_CLIENT_ID
+        self.key_id = "local-" + secrets.token_hex(4)
+        self.private_key_file = SERVICE_APP_DIR / "service-app-key.pem"
+        self.public_key_file = SERVICE_APP_DIR / "service-app-key.pub.pem"
+        try:
+            # On stdout, captured: the key is never shown, nor written anywhere but below.
+            self.private_key = subprocess.run(
+                ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+                capture_output=True, text=True, check=True).stdout
+            public_key = subprocess.run(["openssl", "pkey", "-pubout"], input=self.private_key,
+                                        capture_output=True, text=True, check=True).stdout
+        except FileNotFoundError as err:
+            raise StackError("the OAuth credential needs the openssl CLI, which is not on PATH") from err
+        except subprocess.CalledProcessError as err:
+            raise StackError(f"openssl could not make the service app's key pair: {err.stderr.strip()[:300]}") from None
+        if not self.private_key.startswith("-----BEGIN PRIVATE KEY-----"):
+            raise StackError("openssl did not write a PEM PKCS#8 private key")
+        self.private_key_file.unlink(missing_ok=True)
+        with os.fdopen(os.open(self.private_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(self.private_key)
+        self.public_key_file.write_text(public_key)
+
+    def secret(self, dpop: bool) -> str:
+        """The secret's value for this app (docs/deploy.md's format)."""
+        return json.dumps({"clientId": self.client_id, "privateKey": self.private_key, "keyId": self.key_id,
+                           "scopes": SERVICE_APP_SCOPES, "dpop": dpop})
+
+    def sandbox_flags(self, require_dpop: bool) -> list:
+        return (["--oauth-client-id", self.client_id, "--oauth-public-key-file", self.public_key_file,
+                 "--oauth-key-id", self.key_id] + (["--require-dpop"] if require_dpop else []))
+
+    def __repr__(self) -> str:
+        return f"ServiceApp({self.client_id}, kid {self.key_id})"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -130,7 +188,16 @@ def say(message: str) -> None:
 
 class Stack:
     def __init__(self, *, quiet_function: bool, sms_cooldown_ms: int, email_cooldown_ms: int, port: int | None,
-                 real_limits: bool = False, okta_rate_limit: int = 600, dynamo_front: bool = False):
+                 real_limits: bool = False, okta_rate_limit: int = 600, dynamo_front: bool = False,
+                 credential: str = "token", service_app: bool = False):
+        """`credential`: what the secret SECRET_ID holds (CREDENTIALS). `service_app`: give
+        the sandbox a service app (self.app) even when the secret holds the API token (the
+        bench, which runs both); `oauth` and `oauth-dpop` always do."""
+        if credential not in CREDENTIALS:
+            raise StackError(f"unknown credential {credential!r}: one of {', '.join(CREDENTIALS)}")
+        self.credential = credential
+        self.with_service_app = service_app or credential != "token"
+        self.app: ServiceApp | None = None
         self.wanted_port = port
         self.dynamo_front = dynamo_front
         self.okta_rate_limit = okta_rate_limit
@@ -195,7 +262,25 @@ class Stack:
         subprocess.run(["cargo", "build", "--quiet", "-p", FUNCTION, "--bin", FUNCTION], cwd=ROOT, check=True)
         subprocess.run(["cargo", "build", "--quiet", "-p", "okta-sandbox"], cwd=ROOT, check=True)
 
+    def describe_credential(self) -> str:
+        if self.credential == "token":
+            return "the sandbox's API token (random per run)"
+        tokens = "DPoP-bound tokens, the sandbox requires DPoP" if self.credential == "oauth-dpop" else "Bearer tokens"
+        return (f"OAuth 2.0 service app {SERVICE_APP_CLIENT_ID} ({SERVICE_APP_SCOPES}; "
+                f"ES256 key made for this run, kid {self.app.key_id}; {tokens})")
+
+    def secret_value(self) -> str:
+        """What the secret SECRET_ID holds for the stack's credential."""
+        if self.credential == "token":
+            return json.dumps({"apiToken": self.token})
+        return self.app.secret(dpop=self.credential == "oauth-dpop")
+
+    def put_secret(self, name: str, value: str) -> None:
+        self.secrets_client.create_secret(Name=name, SecretString=value)
+
     def start_moto(self) -> None:
+        if self.with_service_app and self.app is None:
+            self.app = ServiceApp()
         try:
             moto = moto_launcher.start(log=self.logs / "moto.log", front=self.dynamo_front)
         except moto_launcher.MotoError as err:
@@ -210,14 +295,14 @@ class Stack:
         self.moto_url = moto.endpoint
         import boto3  # from the venv this script runs in
 
-        client = boto3.client(
+        client = self.secrets_client = boto3.client(
             "secretsmanager",
             endpoint_url=self.moto_url,
             region_name=REGION,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        client.create_secret(Name=SECRET_ID, SecretString=json.dumps({"apiToken": self.token}))
+        client.create_secret(Name=SECRET_ID, SecretString=self.secret_value())
         # The guard's HMAC key, as the stack's generated secret: new every run.
         client.create_secret(Name=GUARD_KEY_SECRET_ID, SecretString=secrets.token_hex(32))
         try:
@@ -227,6 +312,7 @@ class Stack:
         behind = f" (the DynamoDB front, moto on {moto.moto_endpoint})" if moto.front is not None else ""
         say(f"moto (Secrets Manager, DynamoDB) on {self.moto_url}{behind}: secrets {SECRET_ID} and "
             f"{GUARD_KEY_SECRET_ID}, guard table {GUARD_TABLE} created")
+        say(f"Okta credential (OKTA_RESEND_CREDENTIAL={self.credential}): {self.describe_credential()}")
 
     def start_sandbox(self) -> None:
         proc = self.spawn(
@@ -240,6 +326,7 @@ class Stack:
                 "--email-cooldown-ms", self.email_cooldown_ms,
                 "--slow-ms", OKTA_TIMEOUT_MS * 3,
                 "--rate-limit", self.okta_rate_limit,
+                *(self.app.sandbox_flags(require_dpop=self.credential == "oauth-dpop") if self.app else []),
             ],
             stdout=subprocess.PIPE,
             stderr=open(self.logs / "okta-sandbox.log", "wb"),
@@ -257,7 +344,7 @@ class Stack:
         self.sandbox = first
         self.okta_url = first["url"]
         self.wait_until("okta-sandbox", lambda: http("GET", f"{self.okta_url}/sandbox/health")[0] == 200, 10, proc)
-        say(f"Okta sandbox on {self.okta_url}")
+        say(f"Okta sandbox on {self.okta_url}" + (f", with the service app {self.app.client_id}" if self.app else ""))
 
     def start_function(self, extra_env: dict | None = None, name: str = "function") -> int:
         """Starts okta-resend under `cargo lambda watch` with the stack's variables plus
@@ -372,6 +459,35 @@ class Stack:
             raise StackError(f"the sandbox does not show factor {factor_id} of {user_id}: {status} {body[:200]!r}")
         return json.loads(body)
 
+    def sandbox_oauth(self) -> dict:
+        """The sandbox's OAuth view (sandbox/README.md, GET /sandbox/oauth)."""
+        status, body = http("GET", f"{self.okta_url}/sandbox/oauth")
+        if status != 200:
+            raise StackError(f"the sandbox's /sandbox/oauth answered {status} {body[:200]!r}")
+        return json.loads(body)
+
+    def check_credential(self, functions: int) -> bool:
+        """Whether the sandbox saw the credential the stack gave `functions` function
+        instances: no token call at all with the API token; with a service app, at least
+        one token issued per instance (each fetches its first at cold start; a 401 from a
+        fault switch may make one fetch another)."""
+        view = self.sandbox_oauth()
+        if self.credential == "token":
+            ok = view["tokenRequests"] == 0
+            print(f"credential: API token, {view['tokenRequests']} token requests (expected 0)  "
+                  f"{'ok' if ok else 'MISMATCH'}")
+            return ok
+        dpop = self.credential == "oauth-dpop"
+        ok = view["configured"] and view["requireDpop"] == dpop and view["tokensIssued"] >= functions
+        last = (view.get("lastError") or {}).get("error") or "none"
+        if last == "use_dpop_nonce":
+            last += " (the DPoP nonce challenge, which the function answers)"
+        print(f"credential: service app {view['clientId']} ({'DPoP required' if dpop else 'Bearer'}), "
+              f"{view['tokensIssued']} tokens issued to {functions} function instances (expected at least one "
+              f"each), {view['tokenRequests']} token requests; last refused OAuth step: {last}  "
+              f"{'ok' if ok else 'MISMATCH'}")
+        return ok
+
 
 def route_of(path: str) -> str:
     """The route an answer is documented on in openapi.yaml: the activate route's, or the
@@ -447,6 +563,7 @@ def demo(stack: Stack, conformance: bool) -> int:
         failures += not ok
         print(f"{name:<{width}}  {want_status} {want_code:<25} {status} {code}  {'ok' if ok else 'MISMATCH'}")
     print(f"\n{len(rows) - failures}/{len(rows)} answers as expected")
+    failures += not stack.check_credential(len(ports))
     if not conformance:
         return 1 if failures else 0
 
@@ -469,6 +586,13 @@ def dev(stack: Stack) -> int:
                "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"code\"])'")
     front = ("\n                 through the DynamoDB front (OKTA_RESEND_DYNAMO_FRONT=1): overlapping requests "
              "meet DynamoDB's conflict rules" if stack.dynamo_front else "")
+    if stack.app is None:
+        credential = ("API token, random per run (OKTA_RESEND_CREDENTIAL=oauth or oauth-dpop: an OAuth 2.0 "
+                      "service app)")
+    else:
+        credential = (f"{stack.describe_credential()}\n                 OKTA_RESEND_CREDENTIAL={stack.credential}; "
+                      f"public key {stack.app.public_key_file.relative_to(ROOT)}; the token calls: "
+                      f"curl {stack.okta_url}/sandbox/oauth")
     limits = ("the defaults (OKTA_RESEND_REAL_LIMITS=1)" if stack.real_limits else
               ", ".join(f"{k}={v}" for k, v in GENEROUS_LIMITS.items())
               + " (OKTA_RESEND_REAL_LIMITS=1 for the defaults)")
@@ -478,6 +602,7 @@ okta-resend is running locally.
   Okta sandbox   {stack.okta_url}   user {user}, factors {json.dumps(factors)}
   moto           {stack.moto_url}   secrets {SECRET_ID}, {GUARD_KEY_SECRET_ID}; guard table {GUARD_TABLE}{front}
   function       {stack.function_url}   logs below; saving a file under src/ rebuilds and restarts it
+  credential     {credential}
   guard limits   cooldowns as deployed (30 s sms/call, 5 s email, growing); {limits}
 
 Try it (paste into another terminal):
@@ -516,8 +641,13 @@ def main() -> int:
     real_limits = args.mode == "dev" and os.environ.get("OKTA_RESEND_REAL_LIMITS") == "1"
     # dev and demo: moto behind the DynamoDB front (scripts/dynamo_front.py).
     dynamo_front = os.environ.get("OKTA_RESEND_DYNAMO_FRONT") == "1"
+    # dev and demo: the Okta credential in the secret (CREDENTIALS).
+    credential = os.environ.get("OKTA_RESEND_CREDENTIAL") or "token"
+    if credential not in CREDENTIALS:
+        say(f"OKTA_RESEND_CREDENTIAL={credential}: one of {', '.join(CREDENTIALS)}")
+        return 2
     stack = Stack(quiet_function=args.mode == "demo", sms_cooldown_ms=30_000, email_cooldown_ms=5_000, port=port,
-                  real_limits=real_limits, dynamo_front=dynamo_front)
+                  real_limits=real_limits, dynamo_front=dynamo_front, credential=credential)
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
