@@ -372,3 +372,29 @@ async fn nothing_of_the_service_app_s_secrets_is_logged() {
         "the refresh was logged"
     );
 }
+
+/// A secret holding another key than the one the service app registered: Okta refuses
+/// the app at the cold start, which fails with its error, and no token exists.
+#[tokio::test]
+async fn a_wrong_key_fails_the_cold_start_against_the_local_okta() {
+    let moto = Moto::start();
+    let rsa_public = include_str!("../sandbox/tests/fixtures/test-only-rsa-2048.pub.pem");
+    let app = okta_sandbox::OAuthApp::new(
+        "0oa1serviceapp".to_owned(),
+        vec![(None, okta_sandbox::PublicKey::from_pem(rsa_public).unwrap())],
+    );
+    let mut config = okta_sandbox::Config::new(common::TOKEN);
+    config.oauth = Some(app);
+    let sandbox = okta_sandbox::spawn(config).await.unwrap();
+    let value = json!({"clientId": "0oa1serviceapp", "privateKey": EC}).to_string();
+    let secret_id = moto.create_secret("okta-resend/wrong-key", &value).await;
+    let err = okta_resend::init::init_with_sdk_config(
+        &common::config(&sandbox.url, &secret_id, &[]),
+        &moto.sdk_config().await,
+    )
+    .await
+    .err()
+    .expect("init must fail");
+    assert!(err.to_string().contains("invalid_client"), "{err}");
+    assert_eq!(oauth_state(&sandbox).await["tokensIssued"], 0);
+}
