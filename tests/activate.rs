@@ -265,13 +265,7 @@ async fn the_verification_screen_end_to_end() {
 /// and the code the user typed in no line at any level.
 #[tokio::test]
 async fn an_activation_logs_its_summary_and_never_the_code() {
-    let capture = common::LogCapture::default();
-    let filter = okta_resend::logging::filter(Some("TRACE"), None);
-    tracing::subscriber::set_global_default(okta_resend::logging::subscriber(
-        filter,
-        capture.clone(),
-    ))
-    .expect("first subscriber in this process");
+    let capture = common::LogCapture::install("TRACE");
     let okta = okta_activating(okta_error(403, "E0000068"), 1).await;
     let app = app_with(&okta.uri(), &[]);
     assert_eq!(ask(&app, &code("864209")).await.1, "invalid_passcode");

@@ -24,12 +24,7 @@ fn events(capture: &common::LogCapture, name: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn the_guard_logs_and_counts_what_it_does() {
-    let capture = common::LogCapture::default();
-    tracing::subscriber::set_global_default(okta_resend::logging::subscriber(
-        okta_resend::logging::filter(Some("INFO"), None),
-        capture.clone(),
-    ))
-    .expect("first subscriber in this process");
+    let capture = common::LogCapture::install("INFO");
     let records = Arc::new(Mutex::new(Vec::<Value>::new()));
     let sink = records.clone();
     let metrics = move || {

@@ -12,13 +12,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_and_problems_never_carry_secrets_or_personal_data() {
-    let capture = common::LogCapture::default();
-    let filter = okta_resend::logging::filter(Some("TRACE"), None);
-    tracing::subscriber::set_global_default(okta_resend::logging::subscriber(
-        filter,
-        capture.clone(),
-    ))
-    .expect("first subscriber in this process");
+    let capture = common::LogCapture::install("TRACE");
 
     let moto = Moto::start();
     let secret_id = moto

@@ -241,6 +241,13 @@ async fn sandbox_with_app(require_dpop: bool) -> okta_sandbox::Running {
     okta_sandbox::spawn(config).await.unwrap()
 }
 
+/// `POST /sandbox/oauth/{control}` on the local Okta.
+async fn oauth_control(sandbox: &okta_sandbox::Running, control: &str) {
+    let url = format!("{}/sandbox/oauth/{control}", sandbox.url);
+    let response = reqwest::Client::new().post(url).send().await.unwrap();
+    assert!(response.status().is_success(), "{control}");
+}
+
 async fn oauth_state(sandbox: &okta_sandbox::Running) -> serde_json::Value {
     reqwest::get(format!("{}/sandbox/oauth", sandbox.url))
         .await
@@ -281,11 +288,7 @@ async fn a_bearer_service_app_end_to_end() {
         assert_eq!(response.status(), 200, "{}", json_body(&response));
     }
     assert_eq!(oauth_state(&sandbox).await["tokensIssued"], 1);
-    reqwest::Client::new()
-        .post(format!("{}/sandbox/oauth/expire-tokens", sandbox.url))
-        .send()
-        .await
-        .unwrap();
+    oauth_control(&sandbox, "expire-tokens").await;
     let response = app.handle(factor(3)).await;
     assert_eq!(response.status(), 200, "{}", json_body(&response));
     assert_eq!(oauth_state(&sandbox).await["tokensIssued"], 2);
@@ -299,11 +302,7 @@ async fn a_dpop_service_app_end_to_end() {
     let sandbox = sandbox_with_app(true).await;
     let app = init_against(&moto, &sandbox, false).await;
     assert_eq!(app.handle(factor(10)).await.status(), 200);
-    reqwest::Client::new()
-        .post(format!("{}/sandbox/oauth/rotate-nonce", sandbox.url))
-        .send()
-        .await
-        .unwrap();
+    oauth_control(&sandbox, "rotate-nonce").await;
     let response = app.handle(factor(11)).await;
     assert_eq!(response.status(), 200, "{}", json_body(&response));
     let state = oauth_state(&sandbox).await;
@@ -314,13 +313,7 @@ async fn a_dpop_service_app_end_to_end() {
 /// client assertion, the DPoP proofs and the access tokens appear in no log line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_of_the_service_app_s_secrets_is_logged() {
-    let capture = common::LogCapture::default();
-    let filter = okta_resend::logging::filter(Some("TRACE"), None);
-    tracing::subscriber::set_global_default(okta_resend::logging::subscriber(
-        filter,
-        capture.clone(),
-    ))
-    .expect("first subscriber in this process");
+    let capture = common::LogCapture::install("TRACE");
     let moto = Moto::start();
     let okta = MockServer::start().await;
     Mock::given(path("/oauth2/v1/token"))

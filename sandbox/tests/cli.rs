@@ -1,36 +1,32 @@
 //! The binary as harnesses use it: one JSON line on stdout, then HTTP.
 
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use std::process::Stdio;
+
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-sandbox");
 
 #[tokio::test]
 async fn prints_one_listening_line_and_serves() {
-    let mut child = Command::new(BIN)
-        .args([
+    let common::Started {
+        mut child,
+        line,
+        started,
+        mut stdout,
+    } = common::start_binary(
+        &[
             "--token",
             "cli-secret-token",
             "--listen",
             "127.0.0.1:0",
             "--verbose",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut line))
-        .await
-        .expect("start-up line in time")
-        .unwrap();
-    let started: Value = serde_json::from_str(&line).unwrap();
+        ],
+        Stdio::piped(),
+    )
+    .await;
     assert_eq!(started["event"], "listening");
     assert_eq!(started["user"], okta_sandbox::SEED_USER);
     assert_eq!(started["factors"]["sms"], okta_sandbox::SEED_SMS);

@@ -3,6 +3,8 @@
 //! endpoints. The assertions and proofs are signed here with ring, as okta-resend's
 //! `src/okta/jwt.rs` signs them.
 
+mod common;
+
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +18,6 @@ use ring::signature::{
     RsaPublicKeyComponents,
 };
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const API_TOKEN: &str = "api-token-123";
 const CLIENT_ID: &str = "0oa1serviceapp000001";
@@ -282,18 +283,18 @@ impl Sandbox {
             .to_owned()
     }
 
+    /// `POST /sandbox/oauth/{control}`, and its answer.
+    async fn control(&self, control: &str) -> Value {
+        let url = format!("{}/sandbox/oauth/{control}", self.base);
+        let response = self.http.post(url).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     async fn rotate_nonce(&self) -> String {
-        let url = format!("{}/sandbox/oauth/rotate-nonce", self.base);
-        let body: Value = self
-            .http
-            .post(url)
-            .send()
-            .await
+        self.control("rotate-nonce").await["nonce"]
+            .as_str()
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["nonce"].as_str().unwrap().to_owned()
+            .to_owned()
     }
 
     fn get_factor(&self) -> RequestBuilder {
@@ -602,17 +603,7 @@ async fn unknown_and_expired_tokens_are_refused_like_a_bad_api_token() {
 async fn the_expire_control_ends_every_token_at_once() {
     let sb = start(Some(app())).await;
     let token = sb.bearer_token("okta.users.read").await;
-    let url = format!("{}/sandbox/oauth/expire-tokens", sb.base);
-    let body: Value = sb
-        .http
-        .post(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body, json!({"expired": 1}));
+    assert_eq!(sb.control("expire-tokens").await, json!({"expired": 1}));
     let got = sb.get_factor().bearer_auth(&token).send().await.unwrap();
     assert_eq!(okta_error(got).await, (401, "E0000011".to_owned()));
     assert_eq!(sb.oauth_state().await["liveTokens"], 0);
@@ -884,8 +875,7 @@ async fn dpop_expired_tokens_are_refused() {
     let sb = start(Some(app)).await;
     let dpop_key = Key::fresh_ec();
     let token = sb.dpop_token(&dpop_key).await;
-    let url = format!("{}/sandbox/oauth/expire-tokens", sb.base);
-    sb.http.post(url).send().await.unwrap();
+    sb.control("expire-tokens").await;
     let proof = dpop_key.proof(
         "GET",
         &sb.factor_url(),
@@ -898,8 +888,10 @@ async fn dpop_expired_tokens_are_refused() {
 
 #[tokio::test]
 async fn the_binary_serves_the_token_endpoint_with_its_flags() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_okta-sandbox"))
-        .args([
+    let common::Started {
+        mut child, started, ..
+    } = common::start_binary(
+        &[
             "--token",
             "cli-token",
             "--oauth-client-id",
@@ -910,19 +902,10 @@ async fn the_binary_serves_the_token_endpoint_with_its_flags() {
             "ec-1",
             "--oauth-token-ttl-s",
             "120",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut line))
-        .await
-        .expect("start-up line in time")
-        .unwrap();
-    let started: Value = serde_json::from_str(&line).unwrap();
+        ],
+        Stdio::null(),
+    )
+    .await;
     let base = started["url"].as_str().unwrap();
     let token_url = format!("{base}/oauth2/v1/token");
     let http = Client::new();

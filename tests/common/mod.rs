@@ -142,8 +142,8 @@ impl Moto {
     }
 }
 
-/// Log lines captured in memory, from every thread: install with
-/// `okta_resend::logging::subscriber(filter, capture.clone())`.
+/// Log lines captured in memory, from every thread: [`LogCapture::install`] makes it the
+/// process's one subscriber.
 #[derive(Clone, Default)]
 pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
@@ -165,6 +165,18 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
 }
 
 impl LogCapture {
+    /// A capture of everything at `level` and above, as the function's own subscriber
+    /// writes it, installed as the process's global subscriber (once per test process).
+    pub fn install(level: &str) -> Self {
+        let capture = Self::default();
+        tracing::subscriber::set_global_default(okta_resend::logging::subscriber(
+            okta_resend::logging::filter(Some(level), None),
+            capture.clone(),
+        ))
+        .expect("first subscriber in this process");
+        capture
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
