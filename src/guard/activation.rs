@@ -8,8 +8,8 @@
 use tokio::time::Instant;
 
 use super::rules::{
-    ACTIVATION_WINDOW_MS, HOUR_MS, Refusal, Timeline, activation_refusal, attempt_recorded,
-    hour_end, without_time,
+    ACTIVATION_WINDOW_MS, Counter, HOUR_MS, Refusal, Timeline, activation_refusal,
+    attempt_recorded, hour_end, without_time,
 };
 use super::store::{Single, TimelineWrite};
 use super::{CONFLICT_RETRIES, Guard, GuardError, GuardUse, Limit, backoff};
@@ -89,13 +89,15 @@ impl Guard {
         }
         let expires_at = (now + ACTIVATION_WINDOW_MS + HOUR_MS) / 1000;
         let counter_expires = (hour_end(now) + HOUR_MS) / 1000;
+        // The address's counter, the one of the resend's counters an activation counts in.
+        let counter = address.map(|key| Counter {
+            key: key.to_owned(),
+            limit: self.limits.ip_hourly_limit,
+            which: Limit::SourceAddress,
+        });
         let increment = async {
-            match address {
-                Some(key) => Some(
-                    self.store
-                        .increment(key, self.limits.ip_hourly_limit, counter_expires, deadline)
-                        .await,
-                ),
+            match &counter {
+                Some(counter) => Some(self.increment(counter, counter_expires, deadline).await),
                 None => None,
             }
         };
@@ -131,37 +133,30 @@ impl Guard {
             Ok(None)
         };
         let (recorded, incremented) = tokio::join!(record, increment);
-        let address_full = matches!(incremented, Some(Ok(Single::ConditionFailed)));
-        match (recorded, incremented) {
-            (Ok(Some(_)), None | Some(Ok(Single::Done(_)))) => Ok(Recorded {
+        if let (Ok(Some(_)), None | Some(Ok(Some(_)))) = (&recorded, &incremented) {
+            return Ok(Recorded {
                 key: keys.activations,
-            }),
-            (recorded, incremented) => {
-                // Refused somewhere: what the other write did is undone.
-                if let Some(Ok(Single::Done(_))) = incremented {
-                    if let Some(key) = address {
-                        let _ = self
-                            .single(|| self.store.decrement(key, deadline), deadline)
-                            .await;
-                    }
-                }
-                if let Ok(Some(written)) = &recorded {
-                    self.take_back_attempt(&keys.activations, written, now, deadline)
-                        .await;
-                }
-                if address_full {
-                    return Err(self.hour_cap(Limit::SourceAddress, now));
-                }
-                match (recorded, incremented) {
-                    (Err(err), _) | (_, Some(Err(err))) => Err(err),
-                    // Still meeting other attempts after every retry: the factor is under
-                    // a burst of attempts, which is what the limit is for.
-                    _ => Err(GuardError::Refused(Refusal {
-                        limit: Limit::ActivationAttempts,
-                        retry_after_seconds: ACTIVATION_WINDOW_MS / 1000,
-                    })),
-                }
-            }
+            });
+        }
+        // Refused somewhere: what the other write did is undone.
+        if let (Some(Ok(Some(_))), Some(key)) = (&incremented, address) {
+            let _ = self
+                .single(|| self.store.decrement(key, deadline), deadline)
+                .await;
+        }
+        if let Ok(Some(written)) = &recorded {
+            self.take_back_attempt(&keys.activations, written, now, deadline)
+                .await;
+        }
+        match (recorded, incremented) {
+            (_, Some(Ok(None))) => Err(self.hour_cap(Limit::SourceAddress, now)),
+            (Err(err), _) | (_, Some(Err(err))) => Err(err),
+            // Still meeting other attempts after every retry: the factor is under a burst
+            // of attempts, which is what the limit is for.
+            _ => Err(GuardError::Refused(Refusal {
+                limit: Limit::ActivationAttempts,
+                retry_after_seconds: ACTIVATION_WINDOW_MS / 1000,
+            })),
         }
     }
 

@@ -132,11 +132,6 @@ impl Credential {
         Self::new(Kind::ApiToken(Self::lock(token)), None)
     }
 
-    /// The token read at cold start from `source`, re-read from it after a refusal.
-    pub fn from_secret(token: TokenSource, source: SecretsManagerSource) -> Self {
-        Self::new(Kind::ApiToken(Self::lock(token)), Some(source))
-    }
-
     /// The credential a secret holds: an API token, or a service app whose tokens are
     /// asked of `org_url`'s token endpoint through `http`.
     pub fn from_secret_credential(
@@ -320,17 +315,6 @@ impl SecretsManagerSource {
             client,
             secret_id: secret_id.into(),
         }
-    }
-
-    /// Reads the secret and parses it as an Okta API token.
-    pub async fn fetch(&self) -> Result<TokenSource, CredentialError> {
-        let raw = self.read().await?;
-        TokenSource::from_secret_string(raw.expose_secret()).map_err(|reason| {
-            CredentialError::Malformed {
-                secret_id: self.secret_id.clone(),
-                reason,
-            }
-        })
     }
 
     /// Reads the secret and parses it as whichever credential it holds.
