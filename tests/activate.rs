@@ -290,3 +290,30 @@ async fn an_activation_logs_its_summary_and_never_the_code() {
         assert!(!text.contains(pass_code), "a log line holds {pass_code}");
     }
 }
+
+/// A brute force spread over instances at once, through the DynamoDB front (which answers
+/// overlapping writes as DynamoDB does): exactly the limit's worth of codes reach Okta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_attempts_from_many_instances_stop_at_the_limit() {
+    let moto = Moto::start_front();
+    let table = moto.create_guard_table();
+    let clock = TestClock::at_an_hour();
+    let okta = okta_activating(okta_error(403, "E0000068"), 5).await;
+    let mut instances = Vec::new();
+    for _ in 0..10 {
+        instances.push(std::sync::Arc::new(
+            app_with_guard(&okta.uri(), &moto.endpoint, &table, &clock, &[]).await,
+        ));
+    }
+    let attempts = instances.iter().map(|app| {
+        let app = std::sync::Arc::clone(app);
+        tokio::spawn(async move { ask(&app, &code("111111")).await.1 })
+    });
+    let mut answers = Vec::new();
+    for attempt in attempts {
+        answers.push(attempt.await.unwrap());
+    }
+    let wrong = answers.iter().filter(|a| *a == "invalid_passcode").count();
+    let refused = answers.iter().filter(|a| *a == "too_many_attempts").count();
+    assert_eq!((wrong, refused), (5, 5), "{answers:?}");
+}
