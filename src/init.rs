@@ -9,7 +9,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::config::{Config, ConfigError};
-use crate::guard::{self, Guard, GuardKey};
+use crate::guard::{self, DynamoDb, Guard, GuardKey};
 use crate::http::App;
 use crate::okta::client::okta_http_client;
 use crate::okta::secret::SecretCredential;
@@ -61,32 +61,30 @@ pub fn aws_sdk_config_loader() -> aws_config::ConfigLoader {
 }
 
 /// The cold start of [`init_from_env`], from a given configuration and AWS SDK configuration.
-/// The Okta credential and, with the guard on, its key are read at the same time.
+/// The Okta credential and, with the guard on, its key are read at the same time. One HTTP
+/// client (one connection pool, one TLS configuration) serves Okta and the guard's table.
 pub async fn init_with_sdk_config(
     config: &Config,
     sdk_config: &aws_config::SdkConfig,
 ) -> Result<App, InitError> {
+    let http = okta_http_client()?;
     let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
     let okta_secret = SecretsManagerSource::new(secrets.clone(), config.secret_id.clone());
     let Some(settings) = &config.guard else {
         let secret = okta_secret.fetch_credential().await?;
-        let credential = credential(config, secret, okta_secret).await?;
-        return app_with_credential(config, credential);
+        let credential = credential(config, secret, okta_secret, &http).await?;
+        return Ok(app_on(http, config, credential));
     };
     let key_secret = SecretsManagerSource::new(secrets, settings.key_secret_id.clone());
     let (secret, key) = tokio::join!(okta_secret.fetch_credential(), key_secret.read());
-    let credential = credential(config, secret?, okta_secret).await?;
+    let credential = credential(config, secret?, okta_secret, &http).await?;
     let key = GuardKey::from_secret(&key?).map_err(|reason| InitError::GuardKey {
         secret_id: settings.key_secret_id.clone(),
         reason,
     })?;
-    let guard = Guard::new(
-        aws_sdk_dynamodb::Client::new(sdk_config),
-        settings,
-        key,
-        guard::system_clock(),
-    );
-    Ok(app_with_credential(config, credential)?.with_guard(guard))
+    let table = DynamoDb::new(sdk_config, http.clone());
+    let guard = Guard::new(table, settings, key, guard::system_clock());
+    Ok(app_on(http, config, credential).with_guard(guard))
 }
 
 /// The credential the secret holds, ready: a service app has its first token.
@@ -94,18 +92,24 @@ async fn credential(
     config: &Config,
     secret: SecretCredential,
     source: SecretsManagerSource,
+    http: &reqwest::Client,
 ) -> Result<Credential, InitError> {
-    let http = okta_http_client()?;
     let credential =
-        Credential::from_secret_credential(secret, Some(source), &config.org_url, http);
+        Credential::from_secret_credential(secret, Some(source), &config.org_url, http.clone());
     credential.prepare().await?;
     Ok(credential)
 }
 
 /// The [`App`] for `config`, calling Okta with `credential`, without the guard (see
-/// [`App::with_guard`]): the one place an `App` is assembled, for the cold start and for
-/// tests that bring their own credential.
+/// [`App::with_guard`]): for tests that bring their own credential.
 pub fn app_with_credential(config: &Config, credential: Credential) -> Result<App, InitError> {
-    let okta = OktaClient::new(config.org_url.clone(), credential)?;
-    Ok(App::new(okta, config))
+    Ok(app_on(okta_http_client()?, config, credential))
+}
+
+/// The one place an [`App`] is assembled, for the cold start and for tests.
+fn app_on(http: reqwest::Client, config: &Config, credential: Credential) -> App {
+    App::new(
+        OktaClient::new(config.org_url.clone(), credential, http),
+        config,
+    )
 }

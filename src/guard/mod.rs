@@ -12,6 +12,7 @@
 //! I/O (`store`).
 
 pub mod activation;
+mod dynamodb;
 mod error;
 pub mod keys;
 pub mod rules;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
+pub use dynamodb::DynamoDb;
 pub use error::GuardError;
 pub use keys::{GuardKey, MIN_KEY_BYTES};
 pub use rules::Refusal;
@@ -113,12 +115,7 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(
-        client: aws_sdk_dynamodb::Client,
-        settings: &GuardSettings,
-        key: GuardKey,
-        clock: Clock,
-    ) -> Self {
+    pub fn new(client: DynamoDb, settings: &GuardSettings, key: GuardKey, clock: Clock) -> Self {
         Self {
             store: Store::new(client, settings.table.clone()),
             key,

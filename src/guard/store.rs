@@ -11,17 +11,13 @@
 //! budget, a destination, a prefix, an address) never conflict.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
-};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::time::{Instant, timeout_at};
 
+use super::dynamodb::{CallError, DynamoDb};
 use super::error::GuardError;
 use super::rules::Timeline;
 
@@ -29,7 +25,37 @@ use super::rules::Timeline;
 /// time for the Okta calls or for our own answer.
 const CALL_TIMEOUT: Duration = Duration::from_millis(1_000);
 
-type Item = HashMap<String, AttributeValue>;
+/// An attribute value as DynamoDB's JSON writes it (`{"N": "42"}`). The guard writes only
+/// strings, numbers and lists; the other types are read without being looked into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Attr {
+    S(String),
+    N(String),
+    L(Vec<Attr>),
+    M(serde_json::Value),
+    #[serde(rename = "BOOL")]
+    Bool(serde_json::Value),
+    #[serde(rename = "NULL")]
+    Null(serde_json::Value),
+    B(serde_json::Value),
+    #[serde(rename = "SS")]
+    StringSet(serde_json::Value),
+    #[serde(rename = "NS")]
+    NumberSet(serde_json::Value),
+    #[serde(rename = "BS")]
+    BinarySet(serde_json::Value),
+}
+
+impl Attr {
+    fn number<T: std::str::FromStr>(&self) -> Option<T> {
+        match self {
+            Self::N(n) => n.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+type Item = HashMap<String, Attr>;
 
 /// How a transaction ended when DynamoDB answered.
 pub(crate) enum Transaction {
@@ -57,27 +83,67 @@ pub(crate) struct TimelineWrite<'a> {
     pub expires_at: u64,
 }
 
+/// The answers the guard reads.
+#[derive(Deserialize)]
+struct BatchGetOutput {
+    #[serde(rename = "Responses", default)]
+    responses: HashMap<String, Vec<Item>>,
+    #[serde(rename = "UnprocessedKeys", default)]
+    unprocessed: HashMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct GetOutput {
+    #[serde(rename = "Item")]
+    item: Option<Item>,
+}
+
+#[derive(Deserialize)]
+struct UpdateOutput {
+    #[serde(rename = "Attributes")]
+    attributes: Option<Item>,
+}
+
+/// An answer whose content the guard does not need.
+#[derive(Deserialize)]
+struct Empty {}
+
+#[derive(Deserialize)]
+struct CancelledBody {
+    #[serde(rename = "CancellationReasons", default)]
+    reasons: Vec<CancellationReason>,
+}
+
+#[derive(Deserialize)]
+struct CancellationReason {
+    #[serde(rename = "Code")]
+    code: Option<String>,
+}
+
 /// The guard's table.
 pub(crate) struct Store {
-    client: aws_sdk_dynamodb::Client,
+    client: DynamoDb,
     table: String,
 }
 
 impl Store {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
+    pub fn new(client: DynamoDb, table: String) -> Self {
         Self { client, table }
     }
 
-    fn key(key: &str) -> HashMap<String, AttributeValue> {
-        HashMap::from([("pk".to_owned(), AttributeValue::S(key.to_owned()))])
+    fn key(key: &str) -> serde_json::Value {
+        json!({ "pk": { "S": key } })
     }
 
     /// Runs one call by the call's deadline.
-    async fn call<O, E, R>(
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
         deadline: Instant,
-        call: impl Future<Output = Result<O, SdkError<E, R>>>,
+        operation: &str,
+        request: serde_json::Value,
         what: &str,
-    ) -> Result<Result<O, SdkError<E, R>>, GuardError> {
+    ) -> Result<Result<T, CallError>, GuardError> {
+        let call = self.client.call(operation, &request);
         timeout_at(deadline.min(Instant::now() + CALL_TIMEOUT), call)
             .await
             .map_err(|_| GuardError::Unavailable(format!("the {what} timed out")))
@@ -87,38 +153,25 @@ impl Store {
     /// a missing item is absent from the map.
     pub async fn read(&self, keys: &[&str], deadline: Instant) -> Result<Read, GuardError> {
         let mut items: HashMap<String, Item> = HashMap::new();
-        let mut wanted = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys.iter().map(|k| Self::key(k)).collect()))
-                .consistent_read(true)
-                .build()
-                .expect("keys are set"),
-        );
+        let keys: Vec<_> = keys.iter().map(|k| Self::key(k)).collect();
+        let mut wanted = Some(json!({ "Keys": keys, "ConsistentRead": true }));
         // DynamoDB may leave keys unprocessed (throttling): ask again for those.
         while let Some(request) = wanted.take() {
-            let call = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send();
-            let output = Self::call(deadline, call, "read")
+            let request = json!({ "RequestItems": { &self.table: request } });
+            let mut output: BatchGetOutput = self
+                .call(deadline, "BatchGetItem", request, "read")
                 .await?
-                .map_err(|e| unavailable(&e))?;
-            for item in output
-                .responses()
-                .and_then(|r| r.get(&self.table))
-                .into_iter()
-                .flatten()
-            {
-                if let Some(AttributeValue::S(pk)) = item.get("pk") {
-                    items.insert(pk.clone(), item.clone());
+                .map_err(unavailable)?;
+            for item in output.responses.remove(&self.table).into_iter().flatten() {
+                if let Some(Attr::S(pk)) = item.get("pk") {
+                    items.insert(pk.clone(), item);
                 }
             }
-            wanted = output
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.table))
-                .filter(|k| !k.keys().is_empty())
-                .cloned();
+            wanted = output.unprocessed.remove(&self.table).filter(|u| {
+                u.get("Keys")
+                    .and_then(|k| k.as_array())
+                    .is_some_and(|k| !k.is_empty())
+            });
         }
         Ok(Read(items))
     }
@@ -129,17 +182,13 @@ impl Store {
         key: &str,
         deadline: Instant,
     ) -> Result<Timeline, GuardError> {
-        let call = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key)))
-            .consistent_read(true)
-            .send();
-        let output = Self::call(deadline, call, "read")
+        let request =
+            json!({ "TableName": self.table, "Key": Self::key(key), "ConsistentRead": true });
+        let output: GetOutput = self
+            .call(deadline, "GetItem", request, "read")
             .await?
-            .map_err(|e| unavailable(&e))?;
-        Ok(timeline(output.item()))
+            .map_err(unavailable)?;
+        Ok(timeline(output.item.as_ref()))
     }
 
     /// The commit's transaction: the factor's and the user's timelines, each rewritten on
@@ -149,31 +198,27 @@ impl Store {
         timelines: [TimelineWrite<'_>; 2],
         deadline: Instant,
     ) -> Result<Transaction, GuardError> {
-        let items = timelines
+        let items: Vec<_> = timelines
             .iter()
-            .map(|t| {
-                let (item, condition, values) = timeline_item(t);
-                let put = Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .condition_expression(condition)
-                    .set_expression_attribute_values(values)
-                    .build()
-                    .expect("table and item are set");
-                TransactWriteItem::builder().put(put).build()
-            })
+            .map(|t| json!({ "Put": self.put(t) }))
             .collect();
-        let call = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send();
-        match Self::call(deadline, call, "commit").await? {
+        let request = json!({ "TransactItems": items });
+        match self
+            .call::<Empty>(deadline, "TransactWriteItems", request, "commit")
+            .await?
+        {
             Ok(_) => Ok(Transaction::Done),
-            Err(err) => match cancellation_reasons(&err) {
-                Some(reasons) => Ok(Transaction::Cancelled(reasons)),
-                None => Err(unavailable(&err)),
-            },
+            Err(CallError::Service { code, body, .. })
+                if code == "TransactionCanceledException" =>
+            {
+                let cancelled: CancelledBody = serde_json::from_slice(&body).map_err(|e| {
+                    GuardError::Unavailable(format!("a cancelled transaction without reasons: {e}"))
+                })?;
+                Ok(Transaction::Cancelled(
+                    cancelled.reasons.into_iter().map(|r| r.code).collect(),
+                ))
+            }
+            Err(err) => Err(unavailable(err)),
         }
     }
 
@@ -183,16 +228,12 @@ impl Store {
         write: &TimelineWrite<'_>,
         deadline: Instant,
     ) -> Result<Single<()>, GuardError> {
-        let (item, condition, values) = timeline_item(write);
-        let call = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition)
-            .set_expression_attribute_values(values)
-            .send();
-        single(Self::call(deadline, call, "write").await?).map(|s| s.map(drop))
+        let request = self.put(write);
+        single(
+            self.call::<Empty>(deadline, "PutItem", request, "write")
+                .await?,
+        )
+        .map(|s| s.map(drop))
     }
 
     /// The timeline `key` emptied, whatever it holds.
@@ -202,16 +243,16 @@ impl Store {
         expires_at: u64,
         deadline: Instant,
     ) -> Result<Single<()>, GuardError> {
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key)))
-            .update_expression("SET sends = :empty, expires_at = :exp ADD ver :one")
-            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
-            .expression_attribute_values(":exp", num(expires_at))
-            .expression_attribute_values(":one", num(1));
-        single(Self::call(deadline, update.send(), "write").await?).map(|s| s.map(drop))
+        let request = self.update(
+            key,
+            "SET sends = :empty, expires_at = :exp ADD ver :one",
+            json!({ ":empty": { "L": [] }, ":exp": num(expires_at), ":one": num(1) }),
+        );
+        single(
+            self.call::<Empty>(deadline, "UpdateItem", request, "write")
+                .await?,
+        )
+        .map(|s| s.map(drop))
     }
 
     /// One more in the counter `key`, on the condition that it is below `limit`; its value
@@ -223,34 +264,33 @@ impl Store {
         expires_at: u64,
         deadline: Instant,
     ) -> Result<Single<u64>, GuardError> {
-        let update = self
-            .update_counter(key, "ADD n :one SET expires_at = :exp")
-            .condition_expression("attribute_not_exists(n) OR n < :limit")
-            .expression_attribute_values(":one", num(1))
-            .expression_attribute_values(":limit", num(limit))
-            .expression_attribute_values(":exp", num(expires_at))
-            .return_values(ReturnValue::UpdatedNew);
-        let result = single(Self::call(deadline, update.send(), "counter update").await?)?;
-        Ok(result.map(|output| counter(output.attributes())))
+        let mut request = self.update(
+            key,
+            "ADD n :one SET expires_at = :exp",
+            json!({ ":one": num(1), ":limit": num(limit), ":exp": num(expires_at) }),
+        );
+        request["ConditionExpression"] = json!("attribute_not_exists(n) OR n < :limit");
+        request["ReturnValues"] = json!("UPDATED_NEW");
+        let result = single(
+            self.call::<UpdateOutput>(deadline, "UpdateItem", request, "counter update")
+                .await?,
+        )?;
+        Ok(result.map(|output| counter(output.attributes.as_ref())))
     }
 
     /// One less in the counter `key`, never below zero.
     pub async fn decrement(&self, key: &str, deadline: Instant) -> Result<Single<()>, GuardError> {
-        let update = self
-            .update_counter(key, "ADD n :minus")
-            .condition_expression("n > :zero")
-            .expression_attribute_values(":minus", num(-1))
-            .expression_attribute_values(":zero", num(0));
-        single(Self::call(deadline, update.send(), "counter update").await?).map(|s| s.map(drop))
-    }
-
-    /// An `UpdateItem` of the counter `key` by `expression`.
-    fn update_counter(&self, key: &str, expression: &str) -> UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key)))
-            .update_expression(expression)
+        let mut request = self.update(
+            key,
+            "ADD n :minus",
+            json!({ ":minus": num(-1), ":zero": num(0) }),
+        );
+        request["ConditionExpression"] = json!("n > :zero");
+        single(
+            self.call::<Empty>(deadline, "UpdateItem", request, "counter update")
+                .await?,
+        )
+        .map(|s| s.map(drop))
     }
 
     /// Appends `at` to the timeline `key` (created when missing), with no condition.
@@ -261,19 +301,55 @@ impl Store {
         expires_at: u64,
         deadline: Instant,
     ) -> Result<Single<()>, GuardError> {
-        let call = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key)))
-            .update_expression(
-                "SET sends = list_append(if_not_exists(sends, :empty), :at), expires_at = :exp",
-            )
-            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
-            .expression_attribute_values(":at", AttributeValue::L(vec![num(at)]))
-            .expression_attribute_values(":exp", num(expires_at))
-            .send();
-        single(Self::call(deadline, call, "write").await?).map(|s| s.map(drop))
+        let request = self.update(
+            key,
+            "SET sends = list_append(if_not_exists(sends, :empty), :at), expires_at = :exp",
+            json!({ ":empty": { "L": [] }, ":at": { "L": [num(at)] }, ":exp": num(expires_at) }),
+        );
+        single(
+            self.call::<Empty>(deadline, "UpdateItem", request, "write")
+                .await?,
+        )
+        .map(|s| s.map(drop))
+    }
+
+    /// An `UpdateItem` of the item `key` by `expression`, with `values`.
+    fn update(&self, key: &str, expression: &str, values: serde_json::Value) -> serde_json::Value {
+        json!({
+            "TableName": self.table,
+            "Key": Self::key(key),
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": values,
+        })
+    }
+
+    /// A `Put` of a timeline's item, on the condition that it is still the version read.
+    fn put(&self, write: &TimelineWrite<'_>) -> serde_json::Value {
+        let TimelineWrite {
+            key,
+            timeline,
+            replaces,
+            expires_at,
+        } = write;
+        let sends: Vec<_> = timeline.sends.iter().map(num).collect();
+        let mut put = json!({
+            "TableName": self.table,
+            "Item": {
+                "pk": { "S": key },
+                "sends": { "L": sends },
+                "next_at": num(timeline.next_at),
+                "ver": num(timeline.version.unwrap_or_default()),
+                "expires_at": num(expires_at),
+            },
+        });
+        match replaces {
+            None => put["ConditionExpression"] = json!("attribute_not_exists(pk)"),
+            Some(version) => {
+                put["ConditionExpression"] = json!("ver = :ver");
+                put["ExpressionAttributeValues"] = json!({ ":ver": num(version) });
+            }
+        }
+        put
     }
 }
 
@@ -292,63 +368,18 @@ impl Read {
     }
 }
 
-/// A timeline's item, and the condition that it is still the version read.
-fn timeline_item(
-    write: &TimelineWrite<'_>,
-) -> (Item, &'static str, Option<HashMap<String, AttributeValue>>) {
-    let TimelineWrite {
-        key,
-        timeline,
-        replaces,
-        expires_at,
-    } = write;
-    let item = HashMap::from([
-        ("pk".to_owned(), AttributeValue::S((*key).to_owned())),
-        (
-            "sends".to_owned(),
-            AttributeValue::L(timeline.sends.iter().map(num).collect()),
-        ),
-        ("next_at".to_owned(), num(timeline.next_at)),
-        ("ver".to_owned(), num(timeline.version.unwrap_or_default())),
-        ("expires_at".to_owned(), num(expires_at)),
-    ]);
-    match replaces {
-        None => (item, "attribute_not_exists(pk)", None),
-        Some(version) => (
-            item,
-            "ver = :ver",
-            Some(HashMap::from([(":ver".to_owned(), num(version))])),
-        ),
-    }
-}
-
-fn cancellation_reasons(err: &SdkError<TransactWriteItemsError>) -> Option<Vec<Option<String>>> {
-    match err.as_service_error()? {
-        TransactWriteItemsError::TransactionCanceledException(cancelled) => Some(
-            cancelled
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code().map(str::to_owned))
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
 /// A single-item write's answer: a failed condition and a transaction holding the item
 /// are answers; anything else (unreachable, throttled, no such table) is unavailability.
-fn single<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<Single<O>, GuardError>
-where
-    E: std::error::Error + ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
-{
+fn single<O>(result: Result<O, CallError>) -> Result<Single<O>, GuardError> {
     match result {
         Ok(output) => Ok(Single::Done(output)),
-        Err(err) => match err.as_service_error().and_then(ProvideErrorMetadata::code) {
-            Some("ConditionalCheckFailedException") => Ok(Single::ConditionFailed),
-            Some("TransactionConflictException") => Ok(Single::Conflict),
-            _ => Err(unavailable(&err)),
-        },
+        Err(CallError::Service { code, .. }) if code == "ConditionalCheckFailedException" => {
+            Ok(Single::ConditionFailed)
+        }
+        Err(CallError::Service { code, .. }) if code == "TransactionConflictException" => {
+            Ok(Single::Conflict)
+        }
+        Err(err) => Err(unavailable(err)),
     }
 }
 
@@ -362,34 +393,23 @@ impl<T> Single<T> {
     }
 }
 
-fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    err: &SdkError<E, R>,
-) -> GuardError {
-    GuardError::Unavailable(DisplayErrorContext(err).to_string())
+fn unavailable(err: CallError) -> GuardError {
+    GuardError::Unavailable(err.to_string())
 }
 
-fn num(n: impl std::fmt::Display) -> AttributeValue {
-    AttributeValue::N(n.to_string())
+fn num(n: impl std::fmt::Display) -> serde_json::Value {
+    json!({ "N": n.to_string() })
 }
 
 fn timeline(item: Option<&Item>) -> Timeline {
     let Some(item) = item else {
         return Timeline::default();
     };
-    let number = |name: &str| {
-        item.get(name)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<u64>().ok())
+    let number = |name: &str| item.get(name).and_then(Attr::number::<u64>);
+    let mut sends: Vec<u64> = match item.get("sends") {
+        Some(Attr::L(list)) => list.iter().filter_map(Attr::number).collect(),
+        _ => Vec::new(),
     };
-    let mut sends: Vec<u64> = item
-        .get("sends")
-        .and_then(|v| v.as_l().ok())
-        .map(|list| {
-            list.iter()
-                .filter_map(|v| v.as_n().ok()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
     sends.sort_unstable();
     Timeline {
         sends,
@@ -400,7 +420,6 @@ fn timeline(item: Option<&Item>) -> Timeline {
 
 fn counter(item: Option<&Item>) -> u64 {
     item.and_then(|i| i.get("n"))
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok())
+        .and_then(Attr::number)
         .unwrap_or(0)
 }

@@ -134,13 +134,14 @@ pub struct OktaClient {
 }
 
 impl OktaClient {
-    pub fn new(org_url: OrgUrl, credential: Credential) -> Result<Self, reqwest::Error> {
-        let http = okta_http_client()?;
-        Ok(Self {
+    /// The client of `org_url`, calling it with `credential` on `http` (the function's one
+    /// HTTP client, see [`okta_http_client`]).
+    pub fn new(org_url: OrgUrl, credential: Credential, http: reqwest::Client) -> Self {
+        Self {
             http,
             org_url,
             credential,
-        })
+        }
     }
 
     fn factor_url(&self, user_id: &OktaId, factor_id: &OktaId) -> String {

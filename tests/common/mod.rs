@@ -277,8 +277,11 @@ pub async fn app_with_guard_clock(
         "test-guard-key-0123456789abcdef0123456789",
     ))
     .unwrap();
-    let guard =
-        okta_resend::guard::Guard::new(aws_sdk_dynamodb::Client::new(&sdk), &settings, key, clock);
+    let table_client = okta_resend::guard::DynamoDb::new(
+        &sdk,
+        okta_resend::okta::client::okta_http_client().unwrap(),
+    );
+    let guard = okta_resend::guard::Guard::new(table_client, &settings, key, clock);
     app_with(org_url, &all).with_guard(guard)
 }
 
