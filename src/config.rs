@@ -29,6 +29,7 @@ pub const MISMATCH_LIMIT_VAR: &str = "RESEND_MISMATCH_LIMIT";
 pub const ACTIVATE_ATTEMPTS_LIMIT_VAR: &str = "ACTIVATE_ATTEMPTS_LIMIT";
 pub const ALLOWED_TEMPLATE_IDS_VAR: &str = "RESEND_ALLOWED_TEMPLATE_IDS";
 pub const METRICS_NAMESPACE_VAR: &str = "METRICS_NAMESPACE";
+pub use crate::outbound::BENCH_ROOT_CA_VAR;
 
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// API Gateway gives up at 30 s (HTTP API; 29 s for REST), and the invocation's deadline
@@ -69,6 +70,9 @@ pub struct Config {
     pub guard: Option<GuardSettings>,
     /// CloudWatch namespace of the per-request EMF records.
     pub metrics_namespace: String,
+    /// A PEM file of roots to trust besides Mozilla's: `make bench` only (see
+    /// [`crate::outbound::BENCH_ROOT_CA_VAR`]).
+    pub bench_root_ca: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -133,6 +137,7 @@ impl Config {
             allowed_template_ids,
             guard,
             metrics_namespace,
+            bench_root_ca: env.text(BENCH_ROOT_CA_VAR).map(Into::into),
         })
     }
 }

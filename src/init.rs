@@ -2,18 +2,14 @@
 //! AWS SDK configuration, both secrets read at once, the Okta client and the guard built
 //! once for every request the instance will serve.
 
-use std::time::Duration;
-
 use aws_config::BehaviorVersion;
-use aws_config::timeout::TimeoutConfig;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::config::{Config, ConfigError};
 use crate::guard::{self, DynamoDb, Guard, GuardKey};
 use crate::http::App;
-use crate::okta::client::okta_http_client;
 use crate::okta::secret::SecretCredential;
 use crate::okta::{Credential, CredentialError, OktaClient, SecretsManagerSource};
+use crate::outbound::{self, ClientError};
 
 /// Why a cold start could not produce a working [`App`].
 #[derive(Debug, thiserror::Error)]
@@ -27,37 +23,24 @@ pub enum InitError {
         secret_id: String,
         reason: &'static str,
     },
-    #[error("could not build the Okta HTTP client: {0}")]
-    HttpClient(#[from] reqwest::Error),
+    #[error(transparent)]
+    HttpClient(#[from] ClientError),
 }
 
-/// All cold-start work, in one place: the configuration from the environment, the AWS
-/// config, the credential read, the Okta client.
+/// All cold-start work, in one place: the configuration from the environment, the one
+/// HTTP client, the AWS config, both secrets read, the Okta client and the guard.
 pub async fn init_from_env() -> Result<App, InitError> {
     let config = Config::from_env()?;
-    init_with_sdk_config(&config, &aws_sdk_config().await).await
+    let http = outbound::http_client(config.bench_root_ca.as_deref())?;
+    let sdk_config = aws_sdk_config_loader(http.clone()).load().await;
+    init_on(http, &config, &sdk_config).await
 }
 
-/// The AWS SDK configuration from the environment (region, credentials,
-/// `AWS_ENDPOINT_URL`), on the process's one TLS stack (rustls + ring).
-pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    aws_sdk_config_loader().load().await
-}
-
-/// The loader behind [`aws_sdk_config`], for callers (tests) that override some settings.
-pub fn aws_sdk_config_loader() -> aws_config::ConfigLoader {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
-        // Each call's whole budget is set where it is made (the secret read's, for one),
-        // so there is one timeout per call, never two racing ones.
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .build(),
-        )
+/// The AWS SDK configuration's loader: region, credentials and `AWS_ENDPOINT_URL` from the
+/// environment, requests sent by `http` (see [`crate::outbound`]). Tests override some
+/// settings before loading it.
+pub fn aws_sdk_config_loader(http: reqwest::Client) -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).http_client(outbound::sdk_http_client(http))
 }
 
 /// The cold start of [`init_from_env`], from a given configuration and AWS SDK configuration.
@@ -67,7 +50,15 @@ pub async fn init_with_sdk_config(
     config: &Config,
     sdk_config: &aws_config::SdkConfig,
 ) -> Result<App, InitError> {
-    let http = okta_http_client()?;
+    let http = outbound::http_client(config.bench_root_ca.as_deref())?;
+    init_on(http, config, sdk_config).await
+}
+
+async fn init_on(
+    http: reqwest::Client,
+    config: &Config,
+    sdk_config: &aws_config::SdkConfig,
+) -> Result<App, InitError> {
     let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
     let okta_secret = SecretsManagerSource::new(secrets.clone(), config.secret_id.clone());
     let Some(settings) = &config.guard else {
@@ -103,7 +94,7 @@ async fn credential(
 /// The [`App`] for `config`, calling Okta with `credential`, without the guard (see
 /// [`App::with_guard`]): for tests that bring their own credential.
 pub fn app_with_credential(config: &Config, credential: Credential) -> Result<App, InitError> {
-    Ok(app_on(okta_http_client()?, config, credential))
+    Ok(app_on(outbound::http_client(None)?, config, credential))
 }
 
 /// The one place an [`App`] is assembled, for the cold start and for tests.

@@ -6,6 +6,7 @@
 //! - [`okta`]: the Okta client, its credential and the factor check;
 //! - [`guard`]: the shared limits in DynamoDB;
 //! - [`domain`]: the validated values (ids, phone numbers, emails, the request);
+//! - [`outbound`]: the one HTTP client Okta, DynamoDB and the AWS SDK share;
 //! - the settings ([`config`]), the cold start ([`init`]), the per-request [`deadline`],
 //!   the [`clock`], the destination [`policy`], [`logging`] and [`metrics`].
 
@@ -19,4 +20,5 @@ pub mod init;
 pub mod logging;
 pub mod metrics;
 pub mod okta;
+pub mod outbound;
 pub mod policy;

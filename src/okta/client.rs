@@ -7,7 +7,7 @@
 //! `errorCode`, falling back to the HTTP status only when there is no known code. Both
 //! answers map the same way.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::time::{Instant, timeout_at};
 
@@ -135,7 +135,7 @@ pub struct OktaClient {
 
 impl OktaClient {
     /// The client of `org_url`, calling it with `credential` on `http` (the function's one
-    /// HTTP client, see [`okta_http_client`]).
+    /// HTTP client, see [`crate::outbound`]).
     pub fn new(org_url: OrgUrl, credential: Credential, http: reqwest::Client) -> Self {
         Self {
             http,
@@ -348,21 +348,6 @@ impl OktaClient {
     }
 }
 
-/// The HTTP client for Okta, its API and its token endpoint alike: no redirects followed,
-/// no retries, pooled connections dropped before Okta's edge would.
-pub fn okta_http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .user_agent(concat!("okta-resend/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        // Lambda freezes idle instances; drop pooled connections before Okta's edge
-        // is likely to have closed them, so a thawed instance does not write into a
-        // dead socket (which, never retried, would be a 502).
-        .pool_idle_timeout(Duration::from_secs(20))
-        // No client timeout: each call is bounded by the request's deadline instead,
-        // one timer for everything the request sends.
-        .build()
-}
-
 /// The request body Okta's spec gives for each factor type.
 fn resend_body(resend: &Resend) -> serde_json::Value {
     let destination = resend.destination();
@@ -520,6 +505,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub(crate) mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+    use std::time::Duration;
 
     pub(crate) fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)

@@ -277,10 +277,8 @@ pub async fn app_with_guard_clock(
         "test-guard-key-0123456789abcdef0123456789",
     ))
     .unwrap();
-    let table_client = okta_resend::guard::DynamoDb::new(
-        &sdk,
-        okta_resend::okta::client::okta_http_client().unwrap(),
-    );
+    let table_client =
+        okta_resend::guard::DynamoDb::new(&sdk, okta_resend::outbound::http_client(None).unwrap());
     let guard = okta_resend::guard::Guard::new(table_client, &settings, key, clock);
     app_with(org_url, &all).with_guard(guard)
 }
@@ -402,7 +400,7 @@ pub fn okta_error(status: u16, code: &str) -> ResponseTemplate {
 /// An AWS SDK config as the function builds it, aimed at `endpoint` (moto, or a port
 /// that never answers), in us-east-1 with dummy credentials.
 pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
-    okta_resend::init::aws_sdk_config_loader()
+    okta_resend::init::aws_sdk_config_loader(okta_resend::outbound::http_client(None).unwrap())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
