@@ -28,7 +28,12 @@ help:
 	@echo "make test   formatting, clippy and every test (starts and stops its own services)"
 	@echo "make demo   the end-to-end check alone: sample events through cargo lambda watch"
 	@echo "make check-deploy   sam build for x86_64 (slow: a release build)"
-	@echo "make bench  cold start, latency, memory and size of the release artifact"
+	@echo "make bench  okta-resend beside a bare lambda_http function (the floor): init, per-request CPU"
+	@echo "            and latency, memory, zip size, TLS handshake; ROUNDS, WARM, BENCH_TLS=0;"
+	@echo "            table in bench/RESULTS.md"
+	@echo "make bench-smoke   the same in seconds on debug builds, no numbers judged (make test runs it)"
+	@echo "make profile       perf profile of the warm loop, symbols kept (PROFILE_CONFIG=deployed|"
+	@echo "            guard_off|both_off): .dev/profile.txt"
 	@echo "make fuzz   the fuzz test's long run: 2,000,000 generated events (FUZZ_CASES, FUZZ_SEED)"
 	@echo "make soak   20,000 mixed requests through one warm instance, with the memory check"
 
@@ -44,10 +49,11 @@ lint:
 ## time, MOTO_SERIAL_ENDPOINT; and one behind the DynamoDB front that answers overlapping
 ## requests as DynamoDB does, MOTO_FRONT_ENDPOINT, for the concurrency tests), then the
 ## end-to-end run through the real Lambda runtime with its conformance check against
-## openapi.yaml (make demo).
+## openapi.yaml (make demo); before it, the bench's smoke (make bench-smoke), so it cannot rot.
 test: tools lint check-template check-openapi
 	$(BIN)/python scripts/test_dynamo_front.py
 	$(BIN)/python scripts/moto.py run --serial-too --front-too -- cargo nextest run --workspace --no-fail-fast
+	$(MAKE) --no-print-directory bench-smoke
 	$(MAKE) --no-print-directory demo
 
 
@@ -62,10 +68,30 @@ dev: tools
 demo: tools $(LINT_VENV)/.installed
 	$(BIN)/python scripts/stack.py demo --conformance
 
-.PHONY: bench
-## Cold start, latency, memory and size of the release artifact (never a pass/fail test).
+.PHONY: bench bench-smoke profile
+## okta-resend beside the floor (bench/floor, a bare lambda_http function, same release
+## profile), side by side in one run: init wall and CPU, first request, warm latency and
+## CPU per request, peak RSS, for the deployed configuration, guard off, guard and factor
+## check off, Okta over TLS (BENCH_TLS=0 skips it) and the OAuth service app; moto's own
+## answer time; the bootstrap and its zip. The table, with issue 17's targets, goes to
+## bench/RESULTS.md (raw figures in .dev/bench.json). ROUNDS (5) rounds of WARM (200) warm
+## requests per configuration. Never a pass/fail test on a number.
 bench: tools
 	$(BIN)/python scripts/bench.py
+
+## The bench in seconds, so it cannot rot (make test runs it): debug builds, one round of 3
+## warm requests, TLS and OAuth included; prints the table, writes only under .dev/; fails
+## when a request does not answer 200, the table cannot be built or the TLS run was not over
+## TLS, never on a number.
+bench-smoke: tools
+	$(BIN)/python scripts/bench.py --smoke
+
+## perf profile of the warm loop: the release profile with symbols kept (target/profiling),
+## PROFILE_CONFIG (deployed, guard_off or both_off) for 400 warm requests, perf record
+## attached for the warm loop only; perf report by symbol and by dso in .dev/profile.txt.
+PROFILE_CONFIG ?= deployed
+profile: tools
+	PROFILE_CONFIG=$(PROFILE_CONFIG) $(BIN)/python scripts/bench.py --profile
 
 .PHONY: fuzz
 ## The long run of tests/fuzz.rs (make test runs it with 100,000 cases): FUZZ_CASES
