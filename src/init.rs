@@ -25,6 +25,8 @@ pub enum InitError {
     },
     #[error(transparent)]
     HttpClient(#[from] ClientError),
+    #[error("the guard's table cannot be reached: {0}")]
+    GuardTable(String),
 }
 
 /// All cold-start work, in one place: the configuration from the environment, the one
@@ -73,7 +75,7 @@ async fn init_on(
         secret_id: settings.key_secret_id.clone(),
         reason,
     })?;
-    let table = DynamoDb::new(sdk_config, http.clone());
+    let table = DynamoDb::new(sdk_config, http.clone()).map_err(InitError::GuardTable)?;
     let guard = Guard::new(table, settings, key, guard::system_clock());
     Ok(app_on(http, config, credential).with_guard(guard))
 }

@@ -62,7 +62,8 @@ impl std::fmt::Display for CallError {
 /// One DynamoDB endpoint, in one region, with the function's credentials.
 pub struct DynamoDb {
     http: reqwest::Client,
-    url: String,
+    /// Parsed once: reqwest would parse (and IDNA-check) a string on every call.
+    url: reqwest::Url,
     region: String,
     provider: Option<SharedCredentialsProvider>,
     credentials: Mutex<Option<Credentials>>,
@@ -70,8 +71,9 @@ pub struct DynamoDb {
 
 impl DynamoDb {
     /// The client for the region, endpoint and credentials of `sdk_config` (the same
-    /// `aws-config` chain the Secrets Manager client uses), on `http`.
-    pub fn new(sdk_config: &aws_config::SdkConfig, http: reqwest::Client) -> Self {
+    /// `aws-config` chain the Secrets Manager client uses), on `http`; an error when the
+    /// endpoint is not a URL.
+    pub fn new(sdk_config: &aws_config::SdkConfig, http: reqwest::Client) -> Result<Self, String> {
         let region = sdk_config
             .region()
             .map(|r| r.as_ref().to_owned())
@@ -80,13 +82,15 @@ impl DynamoDb {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => regional_endpoint(&region, sdk_config.use_fips().unwrap_or(false)),
         };
-        Self {
+        let url = reqwest::Url::parse(&url)
+            .map_err(|e| format!("DynamoDB endpoint {url:?} is not a URL: {e}"))?;
+        Ok(Self {
             http,
             url,
             region,
             provider: sdk_config.credentials_provider(),
             credentials: Mutex::new(None),
-        }
+        })
     }
 
     /// Calls `operation` (`UpdateItem`, ...) with `request`; its answer, parsed.
@@ -123,11 +127,11 @@ impl DynamoDb {
     async fn send(&self, target: &str, body: &[u8]) -> Result<bytes::Bytes, (CallError, bool)> {
         let credentials = self.credentials().await.map_err(|e| (e, false))?;
         let identity: Identity = credentials.into();
-        let signed = signing_headers(&identity, &self.region, &self.url, target, body)
+        let signed = signing_headers(&identity, &self.region, self.url.as_str(), target, body)
             .map_err(|e| (CallError::Transport(format!("could not sign: {e}")), false))?;
         let mut request = self
             .http
-            .post(&self.url)
+            .post(self.url.clone())
             .header("content-type", CONTENT_TYPE)
             .header("x-amz-target", target)
             .body(body.to_vec());

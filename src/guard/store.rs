@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::time::{Instant, timeout_at};
 
 use super::dynamodb::{CallError, DynamoDb};
@@ -57,6 +56,81 @@ impl Attr {
 
 type Item = HashMap<String, Attr>;
 
+/// A request's attribute map (`Key`, `Item`, `ExpressionAttributeValues`): names written
+/// here, values owned, serialised as a JSON object, with no `serde_json::Value` tree built
+/// and dropped on every call.
+struct Attrs(Vec<(&'static str, Attr)>);
+
+impl Serialize for Attrs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// The requests the guard sends, in DynamoDB's field names.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateItemInput<'a> {
+    table_name: &'a str,
+    key: Attrs,
+    update_expression: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    condition_expression: Option<&'static str>,
+    expression_attribute_values: Attrs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    return_values: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutInput<'a> {
+    table_name: &'a str,
+    item: Attrs,
+    condition_expression: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expression_attribute_values: Option<Attrs>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TransactWriteItemsInput<'a> {
+    transact_items: Vec<TransactItem<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TransactItem<'a> {
+    put: PutInput<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetItemInput<'a> {
+    table_name: &'a str,
+    key: Attrs,
+    consistent_read: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchGetItemInput<'a> {
+    /// One entry: the guard's table.
+    request_items: HashMap<&'a str, KeysAndAttributes>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeysAndAttributes {
+    keys: Vec<Item>,
+    #[serde(default)]
+    consistent_read: bool,
+}
+
 /// How a transaction ended when DynamoDB answered.
 pub(crate) enum Transaction {
     Done,
@@ -89,7 +163,7 @@ struct BatchGetOutput {
     #[serde(rename = "Responses", default)]
     responses: HashMap<String, Vec<Item>>,
     #[serde(rename = "UnprocessedKeys", default)]
-    unprocessed: HashMap<String, serde_json::Value>,
+    unprocessed: HashMap<String, KeysAndAttributes>,
 }
 
 #[derive(Deserialize)]
@@ -131,8 +205,8 @@ impl Store {
         Self { client, table }
     }
 
-    fn key(key: &str) -> serde_json::Value {
-        json!({ "pk": { "S": key } })
+    fn key(key: &str) -> Attrs {
+        Attrs(vec![("pk", Attr::S(key.to_owned()))])
     }
 
     /// Runs one call by the call's deadline.
@@ -140,10 +214,10 @@ impl Store {
         &self,
         deadline: Instant,
         operation: &str,
-        request: serde_json::Value,
+        request: &impl Serialize,
         what: &str,
     ) -> Result<Result<T, CallError>, GuardError> {
-        let call = self.client.call(operation, &request);
+        let call = self.client.call(operation, request);
         timeout_at(deadline.min(Instant::now() + CALL_TIMEOUT), call)
             .await
             .map_err(|_| GuardError::Unavailable(format!("the {what} timed out")))
@@ -153,13 +227,21 @@ impl Store {
     /// a missing item is absent from the map.
     pub async fn read(&self, keys: &[&str], deadline: Instant) -> Result<Read, GuardError> {
         let mut items: HashMap<String, Item> = HashMap::new();
-        let keys: Vec<_> = keys.iter().map(|k| Self::key(k)).collect();
-        let mut wanted = Some(json!({ "Keys": keys, "ConsistentRead": true }));
+        let keys = keys
+            .iter()
+            .map(|k| HashMap::from([("pk".to_owned(), Attr::S((*k).to_owned()))]))
+            .collect();
+        let mut wanted = Some(KeysAndAttributes {
+            keys,
+            consistent_read: true,
+        });
         // DynamoDB may leave keys unprocessed (throttling): ask again for those.
         while let Some(request) = wanted.take() {
-            let request = json!({ "RequestItems": { &self.table: request } });
+            let request = BatchGetItemInput {
+                request_items: HashMap::from([(self.table.as_str(), request)]),
+            };
             let mut output: BatchGetOutput = self
-                .call(deadline, "BatchGetItem", request, "read")
+                .call(deadline, "BatchGetItem", &request, "read")
                 .await?
                 .map_err(unavailable)?;
             for item in output.responses.remove(&self.table).into_iter().flatten() {
@@ -167,11 +249,10 @@ impl Store {
                     items.insert(pk.clone(), item);
                 }
             }
-            wanted = output.unprocessed.remove(&self.table).filter(|u| {
-                u.get("Keys")
-                    .and_then(|k| k.as_array())
-                    .is_some_and(|k| !k.is_empty())
-            });
+            wanted = output
+                .unprocessed
+                .remove(&self.table)
+                .filter(|u| !u.keys.is_empty());
         }
         Ok(Read(items))
     }
@@ -182,10 +263,13 @@ impl Store {
         key: &str,
         deadline: Instant,
     ) -> Result<Timeline, GuardError> {
-        let request =
-            json!({ "TableName": self.table, "Key": Self::key(key), "ConsistentRead": true });
+        let request = GetItemInput {
+            table_name: &self.table,
+            key: Self::key(key),
+            consistent_read: true,
+        };
         let output: GetOutput = self
-            .call(deadline, "GetItem", request, "read")
+            .call(deadline, "GetItem", &request, "read")
             .await?
             .map_err(unavailable)?;
         Ok(timeline(output.item.as_ref()))
@@ -198,13 +282,14 @@ impl Store {
         timelines: [TimelineWrite<'_>; 2],
         deadline: Instant,
     ) -> Result<Transaction, GuardError> {
-        let items: Vec<_> = timelines
-            .iter()
-            .map(|t| json!({ "Put": self.put(t) }))
-            .collect();
-        let request = json!({ "TransactItems": items });
+        let request = TransactWriteItemsInput {
+            transact_items: timelines
+                .iter()
+                .map(|t| TransactItem { put: self.put(t) })
+                .collect(),
+        };
         match self
-            .call::<Empty>(deadline, "TransactWriteItems", request, "commit")
+            .call::<Empty>(deadline, "TransactWriteItems", &request, "commit")
             .await?
         {
             Ok(_) => Ok(Transaction::Done),
@@ -229,11 +314,8 @@ impl Store {
         deadline: Instant,
     ) -> Result<Single<()>, GuardError> {
         let request = self.put(write);
-        single(
-            self.call::<Empty>(deadline, "PutItem", request, "write")
-                .await?,
-        )
-        .map(|s| s.map(drop))
+        let answer = self.call::<Empty>(deadline, "PutItem", &request, "write");
+        single(answer.await?).map(|s| s.map(drop))
     }
 
     /// The timeline `key` emptied, whatever it holds.
@@ -246,13 +328,14 @@ impl Store {
         let request = self.update(
             key,
             "SET sends = :empty, expires_at = :exp ADD ver :one",
-            json!({ ":empty": { "L": [] }, ":exp": num(expires_at), ":one": num(1) }),
+            vec![
+                (":empty", Attr::L(Vec::new())),
+                (":exp", num(expires_at)),
+                (":one", num(1)),
+            ],
         );
-        single(
-            self.call::<Empty>(deadline, "UpdateItem", request, "write")
-                .await?,
-        )
-        .map(|s| s.map(drop))
+        let answer = self.call::<Empty>(deadline, "UpdateItem", &request, "write");
+        single(answer.await?).map(|s| s.map(drop))
     }
 
     /// One more in the counter `key`, on the condition that it is below `limit`; its value
@@ -264,33 +347,30 @@ impl Store {
         expires_at: u64,
         deadline: Instant,
     ) -> Result<Single<u64>, GuardError> {
-        let mut request = self.update(
-            key,
-            "ADD n :one SET expires_at = :exp",
-            json!({ ":one": num(1), ":limit": num(limit), ":exp": num(expires_at) }),
-        );
-        request["ConditionExpression"] = json!("attribute_not_exists(n) OR n < :limit");
-        request["ReturnValues"] = json!("UPDATED_NEW");
-        let result = single(
-            self.call::<UpdateOutput>(deadline, "UpdateItem", request, "counter update")
-                .await?,
-        )?;
+        let values = vec![
+            (":one", num(1)),
+            (":limit", num(limit)),
+            (":exp", num(expires_at)),
+        ];
+        let request = UpdateItemInput {
+            condition_expression: Some("attribute_not_exists(n) OR n < :limit"),
+            return_values: Some("UPDATED_NEW"),
+            ..self.update(key, "ADD n :one SET expires_at = :exp", values)
+        };
+        let answer = self.call::<UpdateOutput>(deadline, "UpdateItem", &request, "counter update");
+        let result = single(answer.await?)?;
         Ok(result.map(|output| counter(output.attributes.as_ref())))
     }
 
     /// One less in the counter `key`, never below zero.
     pub async fn decrement(&self, key: &str, deadline: Instant) -> Result<Single<()>, GuardError> {
-        let mut request = self.update(
-            key,
-            "ADD n :minus",
-            json!({ ":minus": num(-1), ":zero": num(0) }),
-        );
-        request["ConditionExpression"] = json!("n > :zero");
-        single(
-            self.call::<Empty>(deadline, "UpdateItem", request, "counter update")
-                .await?,
-        )
-        .map(|s| s.map(drop))
+        let values = vec![(":minus", num(-1)), (":zero", num(0))];
+        let request = UpdateItemInput {
+            condition_expression: Some("n > :zero"),
+            ..self.update(key, "ADD n :minus", values)
+        };
+        let answer = self.call::<Empty>(deadline, "UpdateItem", &request, "counter update");
+        single(answer.await?).map(|s| s.map(drop))
     }
 
     /// Appends `at` to the timeline `key` (created when missing), with no condition.
@@ -304,52 +384,58 @@ impl Store {
         let request = self.update(
             key,
             "SET sends = list_append(if_not_exists(sends, :empty), :at), expires_at = :exp",
-            json!({ ":empty": { "L": [] }, ":at": { "L": [num(at)] }, ":exp": num(expires_at) }),
+            vec![
+                (":empty", Attr::L(Vec::new())),
+                (":at", Attr::L(vec![num(at)])),
+                (":exp", num(expires_at)),
+            ],
         );
-        single(
-            self.call::<Empty>(deadline, "UpdateItem", request, "write")
-                .await?,
-        )
-        .map(|s| s.map(drop))
+        let answer = self.call::<Empty>(deadline, "UpdateItem", &request, "write");
+        single(answer.await?).map(|s| s.map(drop))
     }
 
-    /// An `UpdateItem` of the item `key` by `expression`, with `values`.
-    fn update(&self, key: &str, expression: &str, values: serde_json::Value) -> serde_json::Value {
-        json!({
-            "TableName": self.table,
-            "Key": Self::key(key),
-            "UpdateExpression": expression,
-            "ExpressionAttributeValues": values,
-        })
+    /// An `UpdateItem` of the item `key` by `expression`, with `values`, no condition.
+    fn update(
+        &self,
+        key: &str,
+        expression: &'static str,
+        values: Vec<(&'static str, Attr)>,
+    ) -> UpdateItemInput<'_> {
+        UpdateItemInput {
+            table_name: &self.table,
+            key: Self::key(key),
+            update_expression: expression,
+            condition_expression: None,
+            expression_attribute_values: Attrs(values),
+            return_values: None,
+        }
     }
 
     /// A `Put` of a timeline's item, on the condition that it is still the version read.
-    fn put(&self, write: &TimelineWrite<'_>) -> serde_json::Value {
+    fn put(&self, write: &TimelineWrite<'_>) -> PutInput<'_> {
         let TimelineWrite {
             key,
             timeline,
             replaces,
             expires_at,
         } = write;
-        let sends: Vec<_> = timeline.sends.iter().map(num).collect();
-        let mut put = json!({
-            "TableName": self.table,
-            "Item": {
-                "pk": { "S": key },
-                "sends": { "L": sends },
-                "next_at": num(timeline.next_at),
-                "ver": num(timeline.version.unwrap_or_default()),
-                "expires_at": num(expires_at),
-            },
-        });
-        match replaces {
-            None => put["ConditionExpression"] = json!("attribute_not_exists(pk)"),
-            Some(version) => {
-                put["ConditionExpression"] = json!("ver = :ver");
-                put["ExpressionAttributeValues"] = json!({ ":ver": num(version) });
-            }
+        let item = Attrs(vec![
+            ("pk", Attr::S((*key).to_owned())),
+            ("sends", Attr::L(timeline.sends.iter().map(num).collect())),
+            ("next_at", num(timeline.next_at)),
+            ("ver", num(timeline.version.unwrap_or_default())),
+            ("expires_at", num(expires_at)),
+        ]);
+        let (condition_expression, expression_attribute_values) = match replaces {
+            None => ("attribute_not_exists(pk)", None),
+            Some(version) => ("ver = :ver", Some(Attrs(vec![(":ver", num(version))]))),
+        };
+        PutInput {
+            table_name: &self.table,
+            item,
+            condition_expression,
+            expression_attribute_values,
         }
-        put
     }
 }
 
@@ -397,8 +483,8 @@ fn unavailable(err: CallError) -> GuardError {
     GuardError::Unavailable(err.to_string())
 }
 
-fn num(n: impl std::fmt::Display) -> serde_json::Value {
-    json!({ "N": n.to_string() })
+fn num(n: impl std::fmt::Display) -> Attr {
+    Attr::N(n.to_string())
 }
 
 fn timeline(item: Option<&Item>) -> Timeline {

@@ -278,7 +278,8 @@ pub async fn app_with_guard_clock(
     ))
     .unwrap();
     let table_client =
-        okta_resend::guard::DynamoDb::new(&sdk, okta_resend::outbound::http_client(None).unwrap());
+        okta_resend::guard::DynamoDb::new(&sdk, okta_resend::outbound::http_client(None).unwrap())
+            .unwrap();
     let guard = okta_resend::guard::Guard::new(table_client, &settings, key, clock);
     app_with(org_url, &all).with_guard(guard)
 }
