@@ -25,7 +25,7 @@ pub enum InitError {
     },
     #[error(transparent)]
     HttpClient(#[from] ClientError),
-    #[error("the guard's table cannot be reached: {0}")]
+    #[error("the guard's DynamoDB endpoint: {0}")]
     GuardTable(String),
 }
 

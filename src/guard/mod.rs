@@ -8,8 +8,8 @@
 //! one conditional increment of each shared counter, so that no item many requests share
 //! is ever in a transaction. An attempt Okta proves it did not send is **given back**.
 //! Here: [`Guard`] and the request's [`Attempt`]; beside it the settings and limits
-//! ([`settings`]), the HMAC keys ([`keys`]), the pure rules ([`rules`]) and the DynamoDB
-//! I/O (`store`).
+//! ([`settings`]), the HMAC keys ([`keys`]), the pure rules ([`rules`]), the items in
+//! DynamoDB (`store`) and the DynamoDB client ([`DynamoDb`]).
 
 pub mod activation;
 mod dynamodb;
