@@ -5,9 +5,9 @@ moto's server (werkzeug) answers every request with `Connection: close`, so a cl
 talking to it opens a new TCP connection for every call. DynamoDB and Secrets Manager keep
 their connections alive: a function measured against moto alone would be charged a connect
 and a close per call that it never pays on Lambda. The relay accepts HTTP/1.1 keep-alive
-connections on 127.0.0.1 and passes each request on to the service, one at a time (moto
-served several overlapping requests at once sometimes stalls for a second), on a
-connection of its own; the client's connection stays open, as with the real endpoint.
+connections on 127.0.0.1 and passes each request on to the service on a connection of its
+own, as they come (overlapping ones overlap: the cold start reads both secrets at once);
+the client's connection stays open, as with the real endpoint.
 
 Used by make bench (scripts/bench.py).
 """
@@ -46,7 +46,6 @@ class KeepAliveRelay:
         if target.scheme != "http" or target.hostname not in ("127.0.0.1", "localhost"):
             raise ValueError(f"the relay only fronts a loopback http:// service, not {upstream}")
         host, port = target.hostname, target.port or 80
-        one_at_a_time = threading.Lock()
 
         def forward(method: str, path: str, body: bytes | None, headers: dict):
             conn = http.client.HTTPConnection(host, port, timeout=30)
@@ -70,8 +69,7 @@ class KeepAliveRelay:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                with one_at_a_time:
-                    status, reason, answer_headers, payload = forward(self.command, self.path, body, headers)
+                status, reason, answer_headers, payload = forward(self.command, self.path, body, headers)
                 # The status line, the headers and the body in one write, as a server in
                 # front of DynamoDB sends a small answer: two would wake the client twice.
                 head = [f"HTTP/1.1 {status} {reason}",
