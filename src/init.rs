@@ -3,6 +3,7 @@
 //! once for every request the instance will serve.
 
 use aws_config::BehaviorVersion;
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
 
 use crate::config::{Config, ConfigError};
 use crate::guard::{self, DynamoDb, Guard, GuardKey};
@@ -34,8 +35,21 @@ pub enum InitError {
 pub async fn init_from_env() -> Result<App, InitError> {
     let config = Config::from_env()?;
     let http = outbound::http_client(config.bench_root_ca.as_deref())?;
-    let sdk_config = aws_sdk_config_loader(http.clone()).load().await;
-    init_on(http, &config, &sdk_config).await
+    let mut loader = aws_sdk_config_loader(http.clone());
+    if lambda_gives_credentials() {
+        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
+    }
+    init_on(http, &config, &loader.load().await).await
+}
+
+/// On Lambda the execution role's credentials are in the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), where the default
+/// chain would find them first anyway: reading them directly skips building the chain's
+/// other providers, an STS client for web identity among them (a sixth of the cold start's
+/// instructions). Anywhere else the default chain applies.
+fn lambda_gives_credentials() -> bool {
+    std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+        && std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
 }
 
 /// The AWS SDK configuration's loader: region, credentials and `AWS_ENDPOINT_URL` from the
