@@ -99,8 +99,9 @@ impl DynamoDb {
         operation: &str,
         request: &impl Serialize,
     ) -> Result<T, CallError> {
-        let body = serde_json::to_vec(request)
-            .map_err(|e| CallError::Transport(format!("request not serialisable: {e}")))?;
+        let body: bytes::Bytes = serde_json::to_vec(request)
+            .map_err(|e| CallError::Transport(format!("request not serialisable: {e}")))?
+            .into();
         let target = format!("{TARGET_PREFIX}{operation}");
         let mut attempt = 1;
         loop {
@@ -124,7 +125,11 @@ impl DynamoDb {
 
     /// One attempt: the answer's body on a 2xx, else the error and whether it may be tried
     /// again.
-    async fn send(&self, target: &str, body: &[u8]) -> Result<bytes::Bytes, (CallError, bool)> {
+    async fn send(
+        &self,
+        target: &str,
+        body: &bytes::Bytes,
+    ) -> Result<bytes::Bytes, (CallError, bool)> {
         let credentials = self.credentials().await.map_err(|e| (e, false))?;
         let identity: Identity = credentials.into();
         let signed = signing_headers(&identity, &self.region, self.url.as_str(), target, body)
@@ -134,7 +139,7 @@ impl DynamoDb {
             .post(self.url.clone())
             .header("content-type", CONTENT_TYPE)
             .header("x-amz-target", target)
-            .body(body.to_vec());
+            .body(body.clone());
         for (name, value) in &signed {
             request = request.header(*name, value);
         }
@@ -269,7 +274,9 @@ fn is_throttling(code: &str) -> bool {
     )
 }
 
-fn jittered(full: Duration) -> Duration {
+/// Half of `full` to all of it, at random (a fresh `RandomState` is randomly keyed): the
+/// guard's waits before a retry, so that requests that met once do not meet again.
+pub(crate) fn jittered(full: Duration) -> Duration {
     use std::hash::{BuildHasher, RandomState};
     let micros = full.as_micros() as u64;
     let jitter = RandomState::new().hash_one(micros) % (micros / 2 + 1);

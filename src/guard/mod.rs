@@ -19,7 +19,6 @@ pub mod rules;
 pub mod settings;
 mod store;
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -607,9 +606,7 @@ async fn backoff(attempt: u32, deadline: Instant) -> bool {
     if attempt >= CONFLICT_RETRIES {
         return false;
     }
-    let full = CONFLICT_BACKOFF * 2u32.pow(attempt);
-    let jitter = RandomState::new().hash_one(attempt) % (full.as_micros() as u64 / 2 + 1);
-    let wait = full / 2 + Duration::from_micros(jitter);
+    let wait = dynamodb::jittered(CONFLICT_BACKOFF * 2u32.pow(attempt));
     if Instant::now() + wait + CONFLICT_BACKOFF * 10 > deadline {
         return false;
     }

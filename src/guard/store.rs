@@ -56,7 +56,7 @@ impl Attr {
 
 type Item = HashMap<String, Attr>;
 
-/// A request's attribute map (`Key`, `Item`, `ExpressionAttributeValues`): names written
+/// A request's attribute map (an `Item`, `ExpressionAttributeValues`): names written
 /// here, values owned, serialised as a JSON object, with no `serde_json::Value` tree built
 /// and dropped on every call.
 struct Attrs(Vec<(&'static str, Attr)>);
@@ -77,7 +77,7 @@ impl Serialize for Attrs {
 #[serde(rename_all = "PascalCase")]
 struct UpdateItemInput<'a> {
     table_name: &'a str,
-    key: Attrs,
+    key: Item,
     update_expression: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     condition_expression: Option<&'static str>,
@@ -112,7 +112,7 @@ struct TransactItem<'a> {
 #[serde(rename_all = "PascalCase")]
 struct GetItemInput<'a> {
     table_name: &'a str,
-    key: Attrs,
+    key: Item,
     consistent_read: bool,
 }
 
@@ -205,8 +205,9 @@ impl Store {
         Self { client, table }
     }
 
-    fn key(key: &str) -> Attrs {
-        Attrs(vec![("pk", Attr::S(key.to_owned()))])
+    /// The item `key`'s primary key.
+    fn key(key: &str) -> Item {
+        HashMap::from([("pk".to_owned(), Attr::S(key.to_owned()))])
     }
 
     /// Runs one call by the call's deadline.
@@ -227,10 +228,7 @@ impl Store {
     /// a missing item is absent from the map.
     pub async fn read(&self, keys: &[&str], deadline: Instant) -> Result<Read, GuardError> {
         let mut items: HashMap<String, Item> = HashMap::new();
-        let keys = keys
-            .iter()
-            .map(|k| HashMap::from([("pk".to_owned(), Attr::S((*k).to_owned()))]))
-            .collect();
+        let keys = keys.iter().map(|k| Self::key(k)).collect();
         let mut wanted = Some(KeysAndAttributes {
             keys,
             consistent_read: true,
